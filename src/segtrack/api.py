@@ -1,0 +1,147 @@
+"""The public Python API: ``track_video`` streams a video through one tracker per object.
+
+Example::
+
+    import segtrack
+    for result in segtrack.track_video("clip.mp4", mask="first_mask.png"):
+        result.labels      # (H, W) uint8: 0 background, k object k
+        result.predictions[1].rotated_box
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segtrack.errors import InputError
+from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps
+from segtrack.trackers.registry import load_tracker
+from segtrack.types import Frame, Prediction
+
+
+@dataclass
+class TrackResult:
+    """Everything known about one frame after tracking."""
+
+    frame: Frame
+    predictions: dict[int, Prediction]
+    labels: np.ndarray
+    seconds: float = 0.0  # tracker time spent on this frame (decoding excluded)
+    started: list[int] = field(default_factory=list)  # objects initialised on this frame
+
+
+ObjectSpec = Mapping[int, Any]
+
+
+def _objects_from(mask: Any, box: Any, objects: Mapping | None, frame_size) -> dict[int, dict]:
+    """Normalise user object specs to {id: {"mask": bool array} | {"box": xywh}}."""
+    out: dict[int, dict] = {}
+    if objects:
+        for k, spec in objects.items():
+            if isinstance(spec, dict):
+                out[int(k)] = dict(spec)
+            elif isinstance(spec, np.ndarray) and spec.ndim == 2:
+                out[int(k)] = {"mask": spec}
+            else:
+                out[int(k)] = {"box": spec}
+    if mask is not None:
+        if isinstance(mask, (str, Path)):
+            from segtrack.io import read_mask_input
+
+            for k, m in read_mask_input(mask, frame_size).items():
+                out[k] = {"mask": m}
+        else:
+            arr = np.asarray(mask)
+            if arr.ndim != 2:
+                raise InputError(f"mask must be a 2-D array, got shape {arr.shape}")
+            if arr.dtype == bool or set(np.unique(arr).tolist()) <= {0, 1, 255}:
+                out[1] = {"mask": arr > 0}
+            else:
+                for k in np.unique(arr):
+                    if k != 0:
+                        out[int(k)] = {"mask": arr == k}
+    if box is not None:
+        out[max(out, default=0) + 1] = {"box": box}
+    return out
+
+
+def track_video(
+    source: Any,
+    mask: Any = None,
+    box: Any = None,
+    *,
+    objects: Mapping[int, Any] | None = None,
+    method: str = "flow",
+    frame: int = 0,
+    starts: Mapping[int, int] | None = None,
+    device: str = "cpu",
+    params: Mapping[str, Any] | None = None,
+) -> Iterator[TrackResult]:
+    """Track objects through ``source`` (video path, image folder, list of paths, webcam index).
+
+    Args:
+        source: anything :func:`segtrack.io.open_source` accepts, or an iterable of Frames.
+        mask: a PNG path (non-zero values are object ids) or an array, on frame ``frame``.
+        box: an ``(x, y, w, h)`` box of one more object on frame ``frame``.
+        objects: ``{id: mask array | box | {"mask": ..} | {"box": ..}}`` (given on ``frame``
+            unless ``starts[id]`` says on which frame that object starts).
+        method: registered method name (see ``segtrack methods``).
+        frame: index of the frame where ``mask``/``box``/``objects`` are given.
+        params: parameter overrides for the method.
+
+    Yields one :class:`TrackResult` per frame, from the first frame of the source; frames before an
+    object's start frame have no prediction for it.
+    """
+    frames = _as_frames(source)
+    # fail early on an unknown method or bad parameter, before any decoding
+    load_tracker(method, device=device, **dict(params or {}))
+    multi = MultiObjectTracker(lambda: load_tracker(method, device=device, **dict(params or {})))
+    pending: dict[int, dict] | None = None
+    starts = dict(starts or {})
+    if frame < 0:
+        raise InputError(f"--frame {frame} must be >= 0")
+    last_index = -1
+    for fr in frames:
+        last_index = fr.index
+        if pending is None:
+            pending = _objects_from(mask, box, objects, fr.size)
+            if not pending:
+                raise InputError("nothing to track: give a mask, a box or objects")
+        t0 = time.perf_counter()
+        started = [k for k, spec in pending.items() if starts.get(k, frame) == fr.index]
+        preds = multi.track(fr.image, skip=set(started)) if multi.trackers else {}
+        for k in started:
+            spec = pending.pop(k)
+            try:
+                preds[k] = multi.add(k, fr.image, mask=spec.get("mask"), box=spec.get("box"))
+            except InputError as e:
+                raise InputError(f"object {k} on frame {fr.index} ({fr.name}): {e}") from None
+        preds, labels = resolve_overlaps(preds, fr.size)
+        dt = time.perf_counter() - t0
+        yield TrackResult(fr, preds, labels, dt, started)
+    if pending:
+        first = min(starts.get(k, frame) for k in pending)
+        raise InputError(
+            f"start frame {first} is beyond the last frame ({last_index}) of the source"
+        )
+
+
+def _as_frames(source: Any):
+    """Accept a path / webcam index / list of paths, or in-memory frames (arrays or Frames)."""
+    from segtrack.io import open_source
+
+    if isinstance(source, (list, tuple)) and source and isinstance(source[0], np.ndarray):
+        return (Frame(i, f"{i:05d}", img) for i, img in enumerate(source))
+    if isinstance(source, (str, Path, int, list, tuple)):
+        return open_source(source)
+    if hasattr(source, "__iter__"):
+        return (
+            f if isinstance(f, Frame) else Frame(i, f"{i:05d}", np.asarray(f))
+            for i, f in enumerate(source)
+        )
+    raise InputError(f"cannot read frames from {type(source).__name__}")

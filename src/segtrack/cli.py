@@ -1,0 +1,306 @@
+"""The ``segtrack`` command line: track, eval, bench, demo, methods, train.
+
+Errors in the user's input end the program with one line ``segtrack: error: ...`` and exit code 2;
+they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from segtrack.errors import InputError, SegtrackError
+
+
+def _parse_box(text: str) -> tuple[float, float, float, float]:
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--box '{text}': expected four numbers X,Y,W,H") from None
+    if len(vals) != 4:
+        raise InputError(f"--box '{text}': expected four numbers X,Y,W,H")
+    return vals  # type: ignore[return-value]
+
+
+def _split_names(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _write_json(path: str | Path, data: Any, protected: list[Path] | None = None) -> None:
+    from segtrack.io import atomic_write_bytes, guard_output
+
+    guard_output(Path(path), protected or [])
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    atomic_write_bytes(Path(path), text.encode())
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+# -- track -------------------------------------------------------------------------------------
+def cmd_track(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segtrack.api import track_video
+    from segtrack.device import resolve_device
+    from segtrack.io import BoxesWriter, MaskWriter, OverlayWriter, guard_output, open_source
+    from segtrack.params import parse_param_args
+    from segtrack.trackers.registry import load_tracker
+
+    device = resolve_device(args.device)
+    params = parse_param_args(args.param)
+    tracker = load_tracker(args.method, device=device, **params)  # validates method and params
+    source_arg: Any = args.source
+    if isinstance(source_arg, str) and source_arg.isdigit() and not Path(source_arg).exists():
+        source_arg = int(source_arg)
+    source = open_source(source_arg)
+    protected = [Path(args.source)] if not isinstance(source_arg, int) else []
+    if args.mask:
+        protected.append(Path(args.mask))
+    if getattr(source, "paths", None):
+        protected.extend(Path(p) for p in source.paths)
+    if args.out is None:
+        stem = Path(str(args.source)).stem or "webcam"
+        out = Path(f"{stem}_segtrack")
+    else:
+        out = Path(args.out)
+    guard_output(out, protected)
+    overlay = Path(args.overlay) if args.overlay else None
+    if overlay is not None:
+        guard_output(overlay, protected)
+    box = _parse_box(args.box) if args.box else None
+
+    # validate the objects against the frame size before anything is written
+    from segtrack.io import read_mask_input
+    from segtrack.trackers.base import check_box
+
+    frame_size = source.frame_size
+    if frame_size is None:
+        raise InputError(f"cannot read a frame from '{args.source}'")
+    total = getattr(source, "num_frames", None)
+    if args.frame < 0 or (total is not None and args.frame >= total):
+        raise InputError(f"--frame {args.frame} is outside the source's {total} frames")
+    objects: dict[int, Any] = {}
+    if args.mask:
+        objects = {k: {"mask": m} for k, m in read_mask_input(args.mask, frame_size).items()}
+    if box is not None:
+        objects[1] = {"box": check_box(box, frame_size, what="--box")}
+
+    out_existed = out.exists()
+    masks = boxes = ov = None
+    n = 0
+    seconds = 0.0
+    ok = False
+    bar = tqdm(total=total, desc=f"track {args.method}", unit="frame", disable=args.quiet)
+    try:
+        masks = MaskWriter(out, protected=protected)
+        boxes = BoxesWriter(out / "boxes.json", protected=protected)
+        for res in track_video(
+            source, objects=objects, method=args.method, frame=args.frame, device=device,
+            params=params,
+        ):
+            if overlay is not None and ov is None:
+                ov = OverlayWriter(overlay, fps=getattr(source, "fps", None) or 25.0,
+                                   frame_size=res.frame.size, protected=protected)
+            masks.write(res.frame.name, res.labels)
+            boxes.add(res.frame.index, res.frame.name, res.predictions)
+            if ov is not None:
+                ov.write(res.frame.image, res.predictions)
+            n += 1
+            seconds += res.seconds
+            bar.update(1)
+        ok = True
+    finally:
+        bar.close()
+        if ok or n > 0:  # keep what is complete (an interrupted run leaves whole frames)
+            if boxes is not None:
+                boxes.close()
+            if ov is not None:
+                ov.close()
+        else:  # failed before the first frame: leave nothing behind
+            if boxes is not None:
+                boxes.abort()
+            if ov is not None:
+                ov.abort()
+            if not out_existed and out.is_dir():
+                shutil.rmtree(out, ignore_errors=True)
+    meta = {"source": str(args.source), "frames": n, "track_seconds": seconds,
+            "fps": n / max(seconds, 1e-9), "init_frame": args.frame,
+            "params": tracker.params_dict()}
+    _write_json(out / "run.json", meta, protected)
+    ov_path = ov.path if ov is not None else None
+    print(f"wrote {n} masks and boxes.json to {out}/"
+          + (f", overlay video to {ov_path}" if ov_path else ""))
+    return 0
+
+
+# -- eval --------------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from segtrack.eval import runner
+
+    seqs = _split_names(args.sequences)
+    if args.dataset == "davis":
+        from segtrack.eval.davis_metrics import format_table
+
+        summary = runner.evaluate_davis_results(
+            args.root, args.results, sequences=seqs, quiet=args.quiet
+        )
+        print(format_table(summary))
+    elif args.dataset == "ope":
+        summary = runner.evaluate_ope_results(args.root, args.results, sequences=seqs)
+        print(runner.format_flat(summary))
+    else:
+        summary = runner.evaluate_vot_results(args.root, args.results, sequences=seqs)
+        print(runner.format_flat(summary))
+    if args.json:
+        _write_json(args.json, summary, [Path(args.root), Path(args.results)])
+    return 0
+
+
+# -- bench -------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from segtrack.device import resolve_device
+    from segtrack.eval import runner
+    from segtrack.eval.davis_metrics import format_table
+    from segtrack.params import parse_param_args
+
+    device = resolve_device(args.device)
+    summary = runner.bench_davis(
+        args.root,
+        args.method,
+        init=args.init,
+        sequences=_split_names(args.sequences),
+        device=device,
+        params=parse_param_args(args.param),
+        out_dir=args.out,
+        quiet=args.quiet,
+    )
+    print(format_table(summary))
+    print(
+        f"method {args.method} (init {args.init}): J&F {summary['JF']:.4f}  "
+        f"tracking {summary['fps']:.1f} fps over {summary['frames']} frames  "
+        f"peak memory {summary['peak_memory_mb']:.0f} MiB"
+    )
+    if args.json:
+        _write_json(args.json, summary, [Path(args.root)])
+    return 0
+
+
+# -- demo --------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from segtrack.demo import run_demo
+
+    run_demo(out=Path(args.out), method=args.method, quiet=args.quiet)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from segtrack.trackers.registry import available_methods, tracker_class
+
+    for name in available_methods():
+        cls = tracker_class(name)
+        doc = (cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__) or ""
+        print(f"{name:14s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from segtrack.trackers.registry import tracker_class
+
+    cls = tracker_class(args.method)
+    if not getattr(cls, "learns", False):
+        raise InputError(f"method '{args.method}' has no learned weights: nothing to train")
+    from segtrack.training import run_training  # pragma: no cover - added with learned methods
+
+    return run_training(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="segtrack", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version="segtrack 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("track", help="track objects through a video, image folder or webcam")
+    t.add_argument("source", help="video file, folder of frames, or webcam index")
+    g = t.add_mutually_exclusive_group(required=True)
+    g.add_argument("--mask", help="PNG mask of the object(s) on --frame; value k = object k")
+    g.add_argument("--box", help="X,Y,W,H box of the object on --frame")
+    t.add_argument("--frame", type=int, default=0, help="index of the frame the mask/box is on")
+    t.add_argument("--method", default="flow", help="tracking method (see `segtrack methods`)")
+    t.add_argument("--out", help="output folder for masks and boxes.json")
+    t.add_argument("--overlay", help="write an overlay video to this .mp4 file")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_track)
+
+    e = sub.add_parser("eval", help="score saved results against a benchmark's ground truth")
+    e.add_argument("--dataset", choices=["davis", "ope", "vot"], required=True)
+    e.add_argument("--root", required=True, help="dataset root folder")
+    e.add_argument("--results", required=True, help="results folder")
+    e.add_argument("--sequences", help="comma-separated sequence names")
+    e.add_argument("--json", help="write the scores to this JSON file")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="track and score a method on a benchmark")
+    b.add_argument("--dataset", choices=["davis"], default="davis")
+    b.add_argument("--root", required=True, help="dataset root folder")
+    b.add_argument("--method", default="flow")
+    b.add_argument("--init", choices=["mask", "box"], default="mask")
+    b.add_argument("--sequences", help="comma-separated sequence names")
+    b.add_argument("--json", help="write the scores to this JSON file")
+    b.add_argument("--out", help="also write the result masks here")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--param", action="append", metavar="KEY=VALUE")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("demo", help="track the embedded demo clip and write an overlay video")
+    d.add_argument("--out", default="segtrack-demo", help="output folder")
+    d.add_argument("--method", default="flow")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("methods", help="list the tracking methods")
+    m.set_defaults(func=cmd_methods)
+
+    tr = sub.add_parser("train", help="train a method's weights")
+    tr.add_argument("method")
+    tr.add_argument("--data", help="training data root (DAVIS layout)")
+    tr.add_argument("--out", help="output folder for checkpoints and weights")
+    tr.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SegtrackError as e:
+        print(f"segtrack: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segtrack: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The tracker interface every method implements, with input validation done once for all.
+
+A tracker follows ONE object online: ``init(frame, mask=..., box=...)`` on the first frame,
+then ``track(frame) -> Prediction`` on each following frame, never looking ahead.
+Subclasses implement ``_init`` (always given a non-empty bool mask in frame coordinates, plus the
+user's box when there was one) and ``_track``; this base class checks the user's inputs and turns
+bad ones into one-line :class:`~segtrack.errors.InputError` messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from segtrack.errors import InputError
+from segtrack.params import apply_overrides, to_json_dict
+from segtrack.types import Prediction
+
+
+@dataclasses.dataclass
+class TrackerParams:
+    """Parameters shared by all methods."""
+
+    seed: int = 0
+
+
+def check_frame(frame: Any, what: str = "frame") -> np.ndarray:
+    """Validate an RGB uint8 ``(H, W, 3)`` frame."""
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"{what} must be a numpy array (H, W, 3), got {type(frame).__name__}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise InputError(f"{what} must have shape (H, W, 3), got {tuple(frame.shape)}")
+    if frame.dtype != np.uint8:
+        if np.issubdtype(frame.dtype, np.floating) and frame.size and float(frame.max()) <= 1.0:
+            frame = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
+        else:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(frame)
+
+
+def check_mask(mask: Any, frame_shape: tuple[int, int], what: str = "mask") -> np.ndarray:
+    """Validate a mask against the frame size; returns a bool array."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] in (1, 3, 4):
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise InputError(f"{what} must be a 2-D array, got shape {tuple(mask.shape)}")
+    if mask.shape != tuple(frame_shape):
+        raise InputError(
+            f"{what} is {mask.shape[1]}x{mask.shape[0]} but the frame is "
+            f"{frame_shape[1]}x{frame_shape[0]} (width x height)"
+        )
+    mask = mask.astype(bool)
+    if not mask.any():
+        raise InputError(f"{what} is empty: it marks no pixel of the object")
+    return mask
+
+
+def check_box(box: Any, frame_shape: tuple[int, int], what: str = "box") -> tuple[float, ...]:
+    """Validate an ``(x, y, w, h)`` box; clip it to the frame; reject boxes outside it."""
+    try:
+        vals = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be four numbers x,y,w,h, got {box!r}") from None
+    if len(vals) != 4 or not all(np.isfinite(vals)):
+        raise InputError(f"{what} must be four finite numbers x,y,w,h, got {box!r}")
+    x, y, w, h = vals
+    if w <= 0 or h <= 0:
+        raise InputError(f"{what} {x:g},{y:g},{w:g},{h:g} has a non-positive width or height")
+    H, W = frame_shape
+    x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(W)), min(y + h, float(H))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise InputError(
+            f"{what} {x:g},{y:g},{w:g},{h:g} lies outside the {W}x{H} frame"
+        )
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+class Tracker(ABC):
+    """One-object online tracker. Use :func:`segtrack.load_tracker` to build one."""
+
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type] = TrackerParams
+    #: whether the method has learned weights (trained with ``segtrack train``)
+    learns: ClassVar[bool] = False
+
+    def __init__(self, params: Any = None, device: str = "cpu", **overrides: Any) -> None:
+        self.params = apply_overrides(params if params is not None else self.Params(), overrides)
+        self.device = device
+        self.frame_shape: tuple[int, int] | None = None
+        self.frame_index = -1
+
+    def params_dict(self) -> dict[str, Any]:
+        return {"method": self.name, "device": self.device, **to_json_dict(self.params)}
+
+    # -- public API ---------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, mask: Any = None, box: Any = None) -> Prediction:
+        """Start tracking the object given by ``mask`` (preferred) or ``box`` in ``frame``."""
+        frame = check_frame(frame)
+        shape = frame.shape[:2]
+        if mask is None and box is None:
+            raise InputError("init needs a mask or a box of the object")
+        ubox = None
+        if box is not None:
+            ubox = check_box(box, shape)
+        if mask is not None:
+            m = check_mask(mask, shape)
+        else:
+            m = self.box_to_init_mask(frame, ubox)
+        self.frame_shape = shape
+        self.frame_index = 0
+        self._init(frame, m, ubox)
+        from segtrack.geometry import mask_to_box, mask_to_rotated_box
+
+        return Prediction(mask=m, box=mask_to_box(m), rotated_box=mask_to_rotated_box(m), score=1.0)
+
+    def track(self, frame: np.ndarray) -> Prediction:
+        """Segment the object in the next frame."""
+        if self.frame_shape is None:
+            raise InputError("track() called before init()")
+        frame = check_frame(frame)
+        if frame.shape[:2] != self.frame_shape:
+            raise InputError(
+                f"frame {self.frame_index + 1} is {frame.shape[1]}x{frame.shape[0]} but the "
+                f"first frame was {self.frame_shape[1]}x{self.frame_shape[0]}"
+            )
+        self.frame_index += 1
+        return self._track(frame)
+
+    def box_to_init_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+        """Turn the user's box into an initial mask. Default: the box itself (filled)."""
+        from segtrack.geometry import box_to_mask
+
+        m = box_to_mask(box, frame.shape[:2])
+        if not m.any():
+            raise InputError(f"box {box} covers no pixel centre of the frame")
+        return m
+
+    # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def _init(self, frame: np.ndarray, mask: np.ndarray, box: tuple[float, ...] | None) -> None:
+        """Initialise on a validated frame and non-empty mask."""
+
+    @abstractmethod
+    def _track(self, frame: np.ndarray) -> Prediction:
+        """Return the prediction for a validated frame."""
+
+
+def make_prediction(
+    mask: np.ndarray, score: float = 1.0, scores: np.ndarray | None = None, **extra: Any
+) -> Prediction:
+    """Build a :class:`Prediction` from a mask, deriving the min-max box and the MBR."""
+    from segtrack.geometry import mask_to_box, mask_to_rotated_box
+
+    mask = mask.astype(bool, copy=False)
+    return Prediction(
+        mask=mask,
+        box=mask_to_box(mask),
+        rotated_box=mask_to_rotated_box(mask),
+        score=float(score),
+        scores=scores,
+        extra=dict(extra),
+    )
