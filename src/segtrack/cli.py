@@ -226,9 +226,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cls = tracker_class(args.method)
     if not getattr(cls, "learns", False):
         raise InputError(f"method '{args.method}' has no learned weights: nothing to train")
-    from segtrack.training import run_training  # pragma: no cover - added with learned methods
+    from segtrack.training import run_training
 
-    return run_training(args)
+    return int(run_training(args.method, list(args.rest or [])) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,10 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("methods", help="list the tracking methods")
     m.set_defaults(func=cmd_methods)
 
-    tr = sub.add_parser("train", help="train a method's weights")
+    tr = sub.add_parser(
+        "train",
+        help="train a method's weights (`segtrack train METHOD --help` for its options)",
+        add_help=False,
+    )
     tr.add_argument("method")
-    tr.add_argument("--data", help="training data root (DAVIS layout)")
-    tr.add_argument("--out", help="output folder for checkpoints and weights")
+    tr.add_argument("rest", nargs=argparse.REMAINDER, help="the method's training options")
     tr.set_defaults(func=cmd_train)
     return p
 

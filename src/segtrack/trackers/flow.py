@@ -10,9 +10,10 @@ Unreliable pixels are exposed in ``Prediction.extra["unreliable"]`` and lower th
 ``smooth_unreliable`` they take the majority label of their neighbourhood (a median filter), a
 cheap stand-in for the seed's Refiner (which belongs to the EVS issue).
 
-Departures from the seed: flow is computed at ``scale`` of the frame (default 0.5) to reach the
-CPU speed target; the DIS operating point is OpenCV's ULTRAFAST preset (the seed uses a similar
-fast point: no variational refinement, patch 8, 12 iterations).
+Departures from the seed: flow is computed at ``scale`` of the frame (default 1.0; 0.5 doubles
+the speed at some accuracy cost, see BENCHMARKS.md); the DIS operating point is OpenCV's
+ULTRAFAST preset (the seed uses a similar fast point: no variational refinement, patch 8,
+12 iterations).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ _PRESETS = {
 
 @dataclasses.dataclass
 class FlowParams(TrackerParams):
-    scale: float = 0.5  # resolution at which flow is computed, relative to the frame
+    scale: float = 1.0  # resolution at which flow is computed, relative to the frame
     preset: str = "ultrafast"  # DIS operating point: ultrafast | fast | medium
     interpolation: str = "linear"  # warping of the soft mask: nearest (seed Eq. 3.2) | linear
     fb_check: bool = True  # forward-backward consistency check (Eq. 3.3)
-    smooth_unreliable: bool = True  # median-filter labels on unreliable pixels
+    smooth_unreliable: bool = False  # median-filter labels on unreliable pixels (measured worse)
     smooth_ksize: int = 5
     threshold: float = 0.5  # probability above which a pixel is object
     # DIS overrides on top of the preset (-1 = keep the preset's value)

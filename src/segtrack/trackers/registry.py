@@ -15,6 +15,7 @@ from segtrack.trackers.base import Tracker
 #: method name -> "module:Class"
 _METHODS: dict[str, str] = {
     "flow": "segtrack.trackers.flow:FlowTracker",
+    "static": "segtrack.trackers.static:StaticTracker",
 }
 
 

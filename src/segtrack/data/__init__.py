@@ -1,0 +1,1 @@
+"""Data generation: deterministic synthetic videos with exact masks (``synthetic``)."""
