@@ -223,7 +223,26 @@ def draw_predictions(
     return out
 
 
-class OverlayWriter:
+class _CloseOrAbort:
+    """``with`` support for writers: ``close()`` on success, ``abort()`` on an exception."""
+
+    def close(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class OverlayWriter(_CloseOrAbort):
     """Writes an overlay video of the predictions (mp4 'mp4v', else MJPG .avi).
 
     The video is written under a temporary name and renamed to :attr:`path` on
@@ -305,14 +324,6 @@ class OverlayWriter:
             self._writer = None
             _remove_quietly(self._tmp)
 
-    def __enter__(self) -> OverlayWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def _json_float(v: Any) -> float | None:
@@ -331,7 +342,7 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
     return {"box": box, "rotated_box": rb, "score": score}
 
 
-class BoxesWriter:
+class BoxesWriter(_CloseOrAbort):
     """Collects per-frame boxes and writes one JSON file on :meth:`close`.
 
     Format: ``{"frames": [{"index": i, "name": n, "objects": {"1": {"box": [x, y, w, h],
@@ -388,11 +399,3 @@ class BoxesWriter:
             self._f = None
             _remove_quietly(self._tmp)
 
-    def __enter__(self) -> BoxesWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
