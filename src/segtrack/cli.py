@@ -53,6 +53,19 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
+# -- EVS wrapper (issue 7) ---------------------------------------------------------------------
+def _apply_evs(args: argparse.Namespace, params: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """``--evs D,S,W,R``: wrap ``--method`` (and its ``--param``s) in the ``evs`` method."""
+    if not getattr(args, "evs", None):
+        return args.method, params
+    from segtrack.video.evs import parse_evs_spec
+
+    spec = parse_evs_spec(args.evs)
+    base_params = ";".join(f"{k}={v}" for k, v in params.items())
+    return "evs", {"base": args.method, "base_params": base_params, **spec}
+# -- end EVS wrapper ---------------------------------------------------------------------------
+
+
 # -- track -------------------------------------------------------------------------------------
 def cmd_track(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -65,6 +78,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     params = parse_param_args(args.param)
+    args.method, params = _apply_evs(args, params)  # issue 7: --evs
     tracker = load_tracker(args.method, device=device, **params)  # validates method and params
     source_arg: Any = args.source
     if isinstance(source_arg, str) and source_arg.isdigit() and not Path(source_arg).exists():
@@ -181,19 +195,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from segtrack.params import parse_param_args
 
     device = resolve_device(args.device)
+    method, params = _apply_evs(args, parse_param_args(args.param))  # issue 7: --evs
     summary = runner.bench_davis(
         args.root,
-        args.method,
+        method,
         init=args.init,
         sequences=_split_names(args.sequences),
         device=device,
-        params=parse_param_args(args.param),
+        params=params,
         out_dir=args.out,
         quiet=args.quiet,
     )
     print(format_table(summary))
     print(
-        f"method {args.method} (init {args.init}): J&F {summary['JF']:.4f}  "
+        f"method {method} (init {args.init}): J&F {summary['JF']:.4f}  "
         f"tracking {summary['fps']:.1f} fps over {summary['frames']} frames  "
         f"peak memory {summary['peak_memory_mb']:.0f} MiB"
     )
@@ -248,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--evs", metavar="D,S,W,R",
+                   help="EVS: run --method every S-th frame at downscale D, warp (W) and refine "
+                        "(R) in between (issue 7)")
     t.set_defaults(func=cmd_track)
 
     e = sub.add_parser("eval", help="score saved results against a benchmark's ground truth")
@@ -270,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--param", action="append", metavar="KEY=VALUE")
     b.add_argument("--quiet", action="store_true")
+    b.add_argument("--evs", metavar="D,S,W,R", help="wrap --method in EVS (issue 7)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="track the embedded demo clip and write an overlay video")

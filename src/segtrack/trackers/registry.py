@@ -16,6 +16,10 @@ from segtrack.trackers.base import Tracker
 _METHODS: dict[str, str] = {
     "flow": "segtrack.trackers.flow:FlowTracker",
     "static": "segtrack.trackers.static:StaticTracker",
+    # issue 7 (EVS / LMANet)
+    "evs": "segtrack.trackers.evs:EVSTracker",
+    "semseg": "segtrack.trackers.semseg:SemSegTracker",
+    "lmanet": "segtrack.trackers.semseg:LMANetTracker",
 }
 
 

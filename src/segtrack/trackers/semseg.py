@@ -1,0 +1,102 @@
+"""``semseg`` and ``lmanet``: object tracking with a per-frame semantic segmenter (seed 001,
+§3.3.2 / ch. 4), the keyframe segmenter EVS wraps.
+
+The segmenter (:mod:`segtrack.models.semseg`) knows classes, not instances: on the first frame the
+tracked object's class is the non-background class with the highest mean probability inside the
+given mask (class 1 for the 2-class DAVIS foreground model); on every later frame the object is
+that class's probability map thresholded at 0.5, optionally restricted to the connected
+components that touch the previous mask dilated by ``keep_near`` pixels (0 = off).
+``lmanet`` is the same with the Local Memory Attention modules of ch. 4
+(:mod:`segtrack.models.lmanet`): the memory holds the encoder keys/values of the previous L-1
+frames.  Defaults: ``weights/semseg-davis.pt`` (DAVIS foreground) and ``weights/lmanet-synth.pt``
+(the multi-class synthetic model: only LMANet on synthetic videos was trained so far).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
+from segtrack.types import Prediction
+
+
+@dataclasses.dataclass
+class SemSegParams(TrackerParams):
+    weights: str = ""  # "" = weights/semseg-davis.pt (lmanet: weights/lmanet-synth.pt)
+    threshold: float = 0.5
+    keep_near: int = 0  # keep components within this many pixels of the previous mask (0 = off)
+
+
+class SemSegTracker(Tracker):
+    """Per-frame semantic segmentation, class of the initial mask."""
+
+    name = "semseg"
+    Params = SemSegParams
+    learns = True
+    default_weights = "semseg-davis"
+
+    def _load(self):
+        from segtrack.models.semseg import load_semseg, resolve_weights
+
+        return load_semseg(resolve_weights(self.params.weights, self.default_weights),
+                           self.device)
+
+    def _probs(self, frame: np.ndarray) -> np.ndarray:
+        from segtrack.models.semseg import predict_probs
+
+        return predict_probs(self.model, frame, self.device)
+
+    def _init(self, frame, mask, box) -> None:
+        self.model = self._load()
+        probs = self._probs(frame)
+        if probs.shape[0] == 2:
+            self.cls = 1
+        else:
+            means = [float(probs[c][mask].mean()) for c in range(1, probs.shape[0])]
+            self.cls = 1 + int(np.argmax(means))
+        self.prev = mask
+
+    def _track(self, frame) -> Prediction:
+        p = self._probs(frame)[self.cls]
+        mask = p > self.params.threshold
+        k = int(self.params.keep_near)
+        if k > 0 and mask.any() and self.prev.any():
+            near = cv2.dilate(self.prev.astype(np.uint8),
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2))
+            n, lab = cv2.connectedComponents(mask.astype(np.uint8))
+            keep = np.unique(lab[(near > 0) & mask])
+            mask = np.isin(lab, keep[keep > 0])
+        if mask.any():
+            self.prev = mask
+        score = float(p[mask].mean()) if mask.any() else 0.0
+        return make_prediction(mask, score=score, scores=p.astype(np.float32))
+
+
+class LMANetTracker(SemSegTracker):
+    """``semseg`` with the LMANet memory (seed 001, ch. 4)."""
+
+    name = "lmanet"
+    default_weights = "lmanet-synth"
+
+    def _load(self):
+        from segtrack.models.lmanet import load_lmanet
+        from segtrack.models.semseg import resolve_weights
+
+        return load_lmanet(resolve_weights(self.params.weights, self.default_weights),
+                           self.device)
+
+    def _init(self, frame, mask, box) -> None:
+        from segtrack.models.lmanet import LMAState
+
+        self.model = self._load()
+        self.state = LMAState(self.model, self.device)
+        super_probs = self.state.step(frame)
+        self.cls = 1 if super_probs.shape[0] == 2 else 1 + int(np.argmax(
+            [float(super_probs[c][mask].mean()) for c in range(1, super_probs.shape[0])]))
+        self.prev = mask
+
+    def _probs(self, frame: np.ndarray) -> np.ndarray:
+        return self.state.step(frame)

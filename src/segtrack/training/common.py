@@ -1,0 +1,278 @@
+"""Reusable pieces for training segtrack's learned methods on a CPU (RTS, LWL, later OSVOS,
+MaskTrack, SiamMask ...).
+
+* :func:`seed_everything` - one seed for Python, NumPy and torch (training is deterministic
+  given ``--seed`` on one machine / thread count).
+* :func:`davis_folds` / :func:`split_sequences` - K-fold cross-validation over the sequences of a
+  DAVIS-style training set. Fold ``k`` of ``K`` is ``sorted(names)[k::K]``; for the 30 DAVIS-2016
+  train sequences, fold 0 of 5 is :data:`DAVIS2016_TRAIN_FOLD0`.
+* :class:`ClipSampler` - ordered clips of ``J`` frames of one sequence (seed 001, §5.3.5: "we
+  randomly sample J frames from an annotated video sequence and sort them").
+* :func:`compute_feature_cache` - run a *frozen* backbone once over many images and keep the
+  features in fp16 (RAM, optionally a cache file under /tmp), so that training iterations only
+  cost the heads.
+* :class:`Checkpointer` - periodic atomic checkpoints (model, optimiser, scheduler, iteration,
+  RNG states) and ``--resume``.
+* :func:`sha256_file`, :func:`write_manifest` - the ``<name>.manifest.json`` that documents a
+  committed weight file (command, data, seed, fold, metrics, sha256).
+* :func:`add_common_args` - the argparse options every trainer shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segtrack.errors import InputError
+
+__all__ = [
+    "DAVIS2016_TRAIN_FOLD0",
+    "seed_everything",
+    "davis_folds",
+    "split_sequences",
+    "ClipSampler",
+    "compute_feature_cache",
+    "Checkpointer",
+    "sha256_file",
+    "write_manifest",
+    "add_common_args",
+    "check_data_root",
+]
+
+#: fold 0 of 5 over the sorted 30 DAVIS-2016 train sequences (``sorted(names)[0::5]``)
+DAVIS2016_TRAIN_FOLD0: tuple[str, ...] = (
+    "bear",
+    "car-turn",
+    "flamingo",
+    "lucia",
+    "paragliding",
+    "stroller",
+)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python's ``random``, NumPy's global RNG and torch; return a fresh NumPy Generator."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def davis_folds(names: Iterable[str], folds: int = 5) -> list[list[str]]:
+    """Split sequence names into ``folds`` folds: fold k = ``sorted(names)[k::folds]``."""
+    ns = sorted(names)
+    if folds < 2 or folds > len(ns):
+        raise InputError(f"--folds {folds}: must be between 2 and the number of sequences")
+    return [ns[k::folds] for k in range(folds)]
+
+
+def split_sequences(
+    names: Iterable[str], fold: int | None, folds: int = 5
+) -> tuple[list[str], list[str]]:
+    """(train, held-out) names: with ``fold=None`` every sequence trains and none is held out."""
+    ns = sorted(names)
+    if fold is None:
+        return ns, []
+    parts = davis_folds(ns, folds)
+    if not 0 <= fold < folds:
+        raise InputError(f"--fold {fold}: must be in 0..{folds - 1}")
+    held = parts[fold]
+    return [n for n in ns if n not in held], held
+
+
+class ClipSampler:
+    """Sample ordered clips of ``length`` frames from sequences of given lengths.
+
+    Args:
+        lengths: number of frames of each sequence (index = sequence id).
+        length: J, frames per clip.
+        max_gap: largest distance between consecutive sampled frames (``None``: anywhere in the
+            sequence, as the thesis).
+        weights: optional sampling weight per sequence (default: uniform over sequences).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        length: int = 3,
+        max_gap: int | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        if not lengths:
+            raise InputError("no training sequences")
+        self.lengths = [int(n) for n in lengths]
+        self.length = int(length)
+        self.max_gap = max_gap
+        w = np.ones(len(lengths)) if weights is None else np.asarray(weights, float)
+        self.p = w / w.sum()
+
+    def sample(self, rng: np.random.Generator) -> tuple[int, list[int]]:
+        """Return ``(sequence id, sorted frame indices)``; repeats frames of short sequences."""
+        s = int(rng.choice(len(self.lengths), p=self.p))
+        n = self.lengths[s]
+        J = self.length
+        if self.max_gap is None or (J - 1) * self.max_gap >= n:
+            idx = sorted(rng.choice(n, size=J, replace=n < J).tolist())
+        else:
+            span = min(n - 1, (J - 1) * self.max_gap)
+            start = int(rng.integers(0, n - span))
+            inner = sorted(rng.choice(np.arange(1, span), size=J - 2, replace=False).tolist())
+            idx = [start] + [start + i for i in inner] + [start + span] if J > 1 else [start]
+        return s, [int(i) for i in idx]
+
+
+@torch.no_grad()
+def compute_feature_cache(
+    backbone: Callable[[torch.Tensor], dict[int, torch.Tensor]],
+    images: Iterable[np.ndarray],
+    count: int,
+    strides: Sequence[int],
+    batch_size: int = 8,
+    dtype: torch.dtype = torch.float16,
+    progress: bool = True,
+    desc: str = "features",
+) -> dict[int, torch.Tensor]:
+    """Run a frozen ``backbone`` over ``count`` equally sized uint8 RGB images.
+
+    Returns ``{stride: tensor (count, C, H/stride, W/stride)}`` in ``dtype`` (fp16 halves the
+    RAM; the heads are trained in fp32 on these features).
+    """
+    from tqdm import tqdm
+
+    out: dict[int, list[torch.Tensor]] = {s: [] for s in strides}
+    batch: list[np.ndarray] = []
+    bar = tqdm(total=count, desc=desc, unit="img", disable=not progress)
+
+    def flush() -> None:
+        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+        feats = backbone(x)
+        for s in strides:
+            out[s].append(feats[s].to(dtype))
+        bar.update(len(batch))
+        batch.clear()
+
+    for img in images:
+        batch.append(img)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    bar.close()
+    return {s: torch.cat(v) for s, v in out.items()}
+
+
+class Checkpointer:
+    """Periodic, atomic training checkpoints in ``out_dir/checkpoint.pt``.
+
+    ``maybe_save(step, state_fn)`` saves when ``every_seconds`` have passed since the last save;
+    ``state_fn()`` returns the dict to save (model/optimizer/scheduler state dicts, etc.). The RNG
+    states of Python, NumPy and torch are added, and :meth:`load` restores them.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, every_seconds: float = 180.0) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / "checkpoint.pt"
+        self.every = float(every_seconds)
+        self._last = time.monotonic()
+
+    def save(
+        self, step: int, state: dict[str, Any], rng: np.random.Generator | None = None
+    ) -> Path:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        full = dict(state)
+        full["step"] = int(step)
+        full["rng"] = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "generator": rng.bit_generator.state if rng is not None else None,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(full, tmp)
+        os.replace(tmp, self.path)
+        self._last = time.monotonic()
+        return self.path
+
+    def maybe_save(
+        self, step: int, state_fn: Callable[[], dict[str, Any]], rng: np.random.Generator | None
+    ) -> bool:
+        if time.monotonic() - self._last < self.every:
+            return False
+        self.save(step, state_fn(), rng)
+        return True
+
+    def load(self, rng: np.random.Generator | None = None) -> dict[str, Any] | None:
+        """The saved dict (RNG states restored), or None when there is no checkpoint."""
+        if not self.path.is_file():
+            return None
+        full = torch.load(self.path, map_location="cpu", weights_only=False)
+        r = full.get("rng", {})
+        if r.get("python") is not None:
+            random.setstate(r["python"])
+        if r.get("numpy") is not None:
+            np.random.set_state(r["numpy"])
+        if r.get("torch") is not None:
+            torch.set_rng_state(r["torch"])
+        if rng is not None and r.get("generator") is not None:
+            rng.bit_generator.state = r["generator"]
+        return full
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(
+    path: str | os.PathLike, weight_files: Iterable[str | os.PathLike], **info: Any
+) -> dict[str, Any]:
+    """Write a JSON manifest: ``info`` plus name, size and sha256 of each weight file."""
+    files = []
+    for w in weight_files:
+        p = Path(w)
+        files.append({"file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    doc = {
+        **info,
+        "files": files,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return doc
+
+
+def check_data_root(root: str | os.PathLike) -> Path:
+    """A DAVIS-style root (``JPEGImages/480p`` and ``Annotations/480p``), else InputError."""
+    r = Path(root)
+    if not (r / "JPEGImages" / "480p").is_dir() or not (r / "Annotations" / "480p").is_dir():
+        raise InputError(f"--data '{root}': not a DAVIS folder (JPEGImages/480p, Annotations/480p)")
+    return r
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every trainer."""
+    p.add_argument("--data", required=True, help="DAVIS-style training root")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, weights, log)")
+    p.add_argument("--fold", type=int, default=None, help="hold out this fold (default: none)")
+    p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iters", type=int, default=3000, help="training iterations")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--checkpoint-every", type=float, default=180.0, help="seconds")
+    p.add_argument("--cache", default=None, help="feature cache file (default: none, in RAM)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,0 +1,193 @@
+"""``segtrack train semseg``: the per-frame semantic segmenter (frozen EfficientNet-Lite0 + neck
+and decoder, :mod:`segtrack.models.semseg`) that EVS and LMANet wrap (seed 001, §3.3.2, §4.3).
+
+Two data sources:
+
+* ``--data synthetic``: multi-class synthetic videos (:func:`segtrack.data.synthetic.make_video`
+  with ``semantic=True``: 9 object classes + background), training seeds ``0..videos-1``,
+  evaluation on held-out seeds ``10000..10000+test_videos-1`` (mIoU per class);
+* ``--data DAVIS_ROOT``: DAVIS-2016 foreground/background (2 classes), trained on the sequences
+  outside ``--fold`` (default 0), scored on the held-out fold (mean IoU of the foreground).
+
+The backbone is frozen: its features are computed once (:func:`compute_feature_cache`), so each
+iteration only costs the head.  Deterministic given ``--seed`` and one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segtrack.training.common import (
+    add_common_args,
+    check_data_root,
+    compute_feature_cache,
+    seed_everything,
+    split_sequences,
+    write_manifest,
+)
+
+SYNTH_SIZE = (240, 320)
+DAVIS_SIZE = (256, 448)
+TEST_SEED0 = 10000
+
+
+def synthetic_video(seed: int, num_frames: int = 24, size: tuple[int, int] = SYNTH_SIZE):
+    """The multi-class synthetic video of ``seed`` used for training and evaluation."""
+    from segtrack.data.synthetic import make_video
+
+    rng = np.random.default_rng([seed, 7])
+    return make_video(
+        seed, semantic=True, num_objects=int(rng.integers(2, 5)), num_frames=num_frames,
+        height=size[0], width=size[1], background=str(rng.choice(["photo", "texture"])),
+    )
+
+
+def synthetic_frames(seeds, num_frames: int = 24) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                           list[tuple[int, int]]]:
+    """(images, labels, (video, frame) index) over the videos of ``seeds``."""
+    imgs, labs, idx = [], [], []
+    for v, s in enumerate(seeds):
+        for t, (im, lab) in enumerate(synthetic_video(int(s), num_frames)):
+            imgs.append(im)
+            labs.append(lab)
+            idx.append((v, t))
+    return imgs, labs, idx
+
+
+def davis_frames(root: str, names: list[str], step: int = 2, size=DAVIS_SIZE):
+    from segtrack.eval.datasets import load_davis
+
+    imgs, labs, idx = [], [], []
+    for v, seq in enumerate(load_davis(root, sequences=names)):
+        for t in range(0, len(seq), step):
+            lab = seq.read_labels(t)
+            if lab is None:
+                continue
+            im = cv2.resize(seq.read_image(t), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            imgs.append(im)
+            labs.append(cv2.resize(lab, (size[1], size[0]), interpolation=cv2.INTER_NEAREST))
+            idx.append((v, t))
+    return imgs, labs, idx
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(gt.ravel().astype(np.int64) * n + pred.ravel(), minlength=n * n).reshape(
+        n, n)
+
+
+def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU (NaN for classes absent from both prediction and ground truth)."""
+    tp = np.diag(conf).astype(float)
+    denom = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, num_classes: int) -> dict:
+    from segtrack.models.semseg import predict_probs
+
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for im, lab in zip(images, labels, strict=True):
+        pred = predict_probs(model, im).argmax(0)
+        conf += confusion(pred, lab, num_classes)
+    iou = iou_from_confusion(conf)
+    return {"mIoU": float(np.nanmean(iou)), "per_class_IoU": [None if np.isnan(v) else float(v)
+                                                             for v in iou]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from segtrack.models.semseg import SemSeg, SemSegConfig, save_semseg
+
+    p = argparse.ArgumentParser(prog="segtrack train semseg", description=__doc__.splitlines()[0])
+    add_common_args(p)
+    p.add_argument("--videos", type=int, default=80, help="synthetic training videos")
+    p.add_argument("--test-videos", type=int, default=20, help="held-out synthetic videos")
+    p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--name", default=None, help="weight file stem (default semseg-synth/-davis)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    rng = seed_everything(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if a.data == "synthetic":
+        from segtrack.data.synthetic import KINDS
+
+        names = ["background", *KINDS]
+        imgs, labs, _ = synthetic_frames(range(a.videos))
+        test_imgs, test_labs, _ = synthetic_frames(range(TEST_SEED0, TEST_SEED0 + a.test_videos))
+        name = a.name or "semseg-synth"
+        data_desc = {"data": "synthetic semantic", "train_seeds": f"0..{a.videos - 1}",
+                     "test_seeds": f"{TEST_SEED0}..{TEST_SEED0 + a.test_videos - 1}"}
+    else:
+        from segtrack.eval.datasets import load_davis
+
+        root = check_data_root(a.data)
+        all_names = [s.name for s in load_davis(root)]
+        fold = 0 if a.fold is None else a.fold
+        train_names, held = split_sequences(all_names, fold, a.folds)
+        names = ["background", "object"]
+        imgs, labs, _ = davis_frames(str(root), train_names)
+        test_imgs, test_labs, _ = davis_frames(str(root), held, step=5)
+        name = a.name or "semseg-davis"
+        data_desc = {"data": str(a.data), "fold": fold, "folds": a.folds, "held_out": held}
+    cfg = SemSegConfig(num_classes=len(names), class_names=names)
+    model = SemSeg(cfg)
+    print(f"{len(imgs)} training frames, {len(test_imgs)} test frames ({time.time() - t0:.0f}s)")
+    if a.cache and Path(a.cache).is_file():
+        feats = torch.load(a.cache, weights_only=False)
+    else:
+        feats = compute_feature_cache(model.backbone, imgs, len(imgs), (4, 8, 16, 32),
+                                      progress=not a.quiet)
+        if a.cache:
+            torch.save(feats, a.cache)
+    # the loss is computed at half the input resolution (labels nearest-downsampled)
+    labels = torch.from_numpy(np.stack([lab[::2, ::2] for lab in labs])).long()
+    print(f"features cached ({time.time() - t0:.0f}s)")
+    head = model.head.train()
+    opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.iters,
+                                                pct_start=0.1)
+    n = len(imgs)
+    log = []
+    for it in range(a.iters):
+        b = torch.from_numpy(rng.choice(n, size=a.batch, replace=False))
+        f = {s: feats[s][b].float() for s in feats}
+        y = labels[b]
+        if rng.random() < 0.5:  # horizontal flip of features and labels
+            f = {s: v.flip(-1) for s, v in f.items()}
+            y = y.flip(-1)
+        logits = F.interpolate(head(f), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if it % 200 == 0 or it == a.iters - 1:
+            log.append((it, loss.item()))
+            if not a.quiet:
+                print(f"iter {it} loss {loss.item():.4f} ({time.time() - t0:.0f}s)", flush=True)
+    model.eval()
+    metrics = evaluate(model, test_imgs, test_labs, cfg.num_classes)
+    metrics["class_names"] = names
+    print(json.dumps(metrics))
+    wpath = out / f"{name}.pt"
+    save_semseg(wpath, model)
+    cmd = "segtrack train semseg " + " ".join(argv or [])
+    write_manifest(out / f"{name}.manifest.json", [wpath], command=cmd, seed=a.seed,
+                   iters=a.iters, batch=a.batch, lr=a.lr, metrics=metrics, loss_log=log,
+                   train_seconds=time.time() - t0, **data_desc,
+                   note="head only; the frozen ImageNet EfficientNet-Lite0 is not included")
+    print(f"wrote {wpath}")
+    return 0
