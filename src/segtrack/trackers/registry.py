@@ -16,10 +16,15 @@ from segtrack.trackers.base import Tracker
 _METHODS: dict[str, str] = {
     "flow": "segtrack.trackers.flow:FlowTracker",
     "static": "segtrack.trackers.static:StaticTracker",
+    "rts": "segtrack.trackers.rts:RTSTracker",
+    "lwl": "segtrack.trackers.rts:LWLTracker",
     # issue 7 (EVS / LMANet)
     "evs": "segtrack.trackers.evs:EVSTracker",
     "semseg": "segtrack.trackers.semseg:SemSegTracker",
     "lmanet": "segtrack.trackers.semseg:LMANetTracker",
+    "convlstm": "segtrack.trackers.convlstm:ConvLSTMTracker",
+    "convlstm-1stage": "segtrack.trackers.convlstm:ConvLSTM1StageTracker",
+    "perframe": "segtrack.trackers.convlstm:PerFrameTracker",
 }
 
 
