@@ -239,3 +239,19 @@ def test_fuse_batchnorm_keeps_backbone_outputs():
         fa, fb = a(x), b(x)
     for s in (4, 8, 16):
         assert torch.allclose(fa[s], fb[s], atol=1e-3, rtol=1e-3)
+
+
+def test_start_run_seeds_and_creates_output(tmp_path):
+    import torch
+
+    from segtrack.training.common import start_run
+
+    before = torch.get_num_threads()
+    try:
+        rng1, out, t0 = start_run(3, tmp_path / "run" / "a")
+        a = rng1.random(3)
+        rng2, _, _ = start_run(3, tmp_path / "run" / "a")
+        assert out.is_dir() and torch.get_num_threads() == 1 and t0 > 0
+        assert np.array_equal(a, rng2.random(3))
+    finally:
+        torch.set_num_threads(before)

@@ -48,6 +48,7 @@ __all__ = [
     "write_manifest",
     "add_common_args",
     "check_data_root",
+    "start_run",
 ]
 
 #: fold 0 of 5 over the sorted 30 DAVIS-2016 train sequences (``sorted(names)[0::5]``)
@@ -276,3 +277,18 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=float, default=180.0, help="seconds")
     p.add_argument("--cache", default=None, help="feature cache file (default: none, in RAM)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def start_run(
+    seed: int, out: str | os.PathLike, threads: int = 1
+) -> tuple[np.random.Generator, Path, float]:
+    """Common start of a training run: cap torch/OpenCV threads (the CPU is shared), seed
+    everything, create the output folder. Returns ``(rng, out_dir, start_time)``."""
+    import cv2
+
+    torch.set_num_threads(int(threads))
+    cv2.setNumThreads(int(threads))
+    rng = seed_everything(seed)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return rng, out_dir, time.time()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from segtrack.errors import InputError
-from segtrack.training.common import add_common_args, seed_everything, write_manifest
+from segtrack.training.common import add_common_args, start_run, write_manifest
 
 
 def _sequences(a, size: tuple[int, int] | None = None, step: int = 2
@@ -93,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.base.strip().lower() != "semseg":
         raise InputError(f"--base {a.base}: LMANet needs an encoder-decoder segmenter; "
                          "supported: semseg")
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    rng = seed_everything(a.seed)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    rng, out, t0 = start_run(a.seed, a.out)
     train, test, tag, desc = _sequences(a)
     base_path = resolve_weights(a.base_weights, f"semseg-{tag}")
     seg = load_semseg(base_path)

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segtrack.training.common import add_common_args, seed_everything, write_manifest
+from segtrack.training.common import add_common_args, start_run, write_manifest
 
 
 class _Recorder:
@@ -71,12 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--name", default=None)
     a = p.parse_args(argv)
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    rng = seed_everything(a.seed)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    rng, out, t0 = start_run(a.seed, a.out)
     # DAVIS: full 480p frames, every frame (the tracker's operating conditions)
     train, _, tag, desc = _sequences(a, size=(0, 0), step=1)
     seg = load_semseg(resolve_weights(a.base_weights, f"semseg-{tag}"))

@@ -29,8 +29,8 @@ from segtrack.training.common import (
     add_common_args,
     check_data_root,
     compute_feature_cache,
-    seed_everything,
     split_sequences,
+    start_run,
     write_manifest,
 )
 
@@ -115,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--name", default=None, help="weight file stem (default semseg-synth/-davis)")
     a = p.parse_args(argv)
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    rng = seed_everything(a.seed)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    rng, out, t0 = start_run(a.seed, a.out)
     if a.data == "synthetic":
         from segtrack.data.synthetic import KINDS
 
