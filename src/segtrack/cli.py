@@ -205,6 +205,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         params=params,
         out_dir=args.out,
         quiet=args.quiet,
+        engine=args.engine,  # issue 9: --engine ray
+        workers=args.workers,
+        address=args.address,
     )
     print(format_table(summary))
     print(
@@ -215,6 +218,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, summary, [Path(args.root)])
     return 0
+
+
+# -- batch / trax (issue 9) ---------------------------------------------------------------------
+def cmd_batch(args: argparse.Namespace) -> int:
+    from segtrack.batch import format_summary, run_batch
+
+    summary = run_batch(
+        args.manifest, args.out, engine=args.engine, address=args.address,
+        workers=args.workers, retries=args.retries, device=args.device, rle=args.rle,
+        quiet=args.quiet,
+    )
+    print(format_summary(summary))
+    if args.json:
+        _write_json(args.json, summary, [Path(args.manifest)])
+    return 1 if summary["failed"] else 0
+
+
+def cmd_trax(args: argparse.Namespace) -> int:
+    from segtrack.integrations.trax import run_trax_server
+    from segtrack.params import parse_param_args
+
+    return run_trax_server(args.method, params=parse_param_args(args.param), device=args.device,
+                           region=args.region, log=args.log)
+# -- end batch / trax ----------------------------------------------------------------------------
+
+
+# -- serve (issue 8) ----------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from segtrack.web.app import serve
+    except ImportError as e:
+        raise InputError(f"segtrack serve needs the web extra (pip install 'segtrack[web]'): {e}"
+                         ) from None
+    return serve(args.source, project=args.project, host=args.host, port=args.port,
+                 allow=args.allow, max_upload_mb=args.max_upload_mb, device=args.device)
+# -- end serve ----------------------------------------------------------------------------------
 
 
 # -- demo --------------------------------------------------------------------------------------
@@ -289,7 +328,34 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--param", action="append", metavar="KEY=VALUE")
     b.add_argument("--quiet", action="store_true")
     b.add_argument("--evs", metavar="D,S,W,R", help="wrap --method in EVS (issue 7)")
+    b.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: one task per sequence in parallel (issue 9)")
+    b.add_argument("--workers", type=int, help="CPUs of the local Ray instance")
+    b.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     b.set_defaults(func=cmd_bench)
+
+    bt = sub.add_parser("batch", help="track every video of a CSV/JSONL manifest (issue 9)")
+    bt.add_argument("manifest", help="CSV or JSONL: video, mask/box, frame, method, params, name")
+    bt.add_argument("--out", required=True, help="output folder (one sub-folder per video)")
+    bt.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="local: sequential loop; ray: one Ray task per video")
+    bt.add_argument("--address", help="Ray cluster address (default: start a local instance)")
+    bt.add_argument("--workers", type=int, help="CPUs of the local Ray instance")
+    bt.add_argument("--retries", type=int, default=2, help="retries of a failed/killed task")
+    bt.add_argument("--device", default="cpu")
+    bt.add_argument("--rle", action="store_true", help="also write masks.rle.json (COCO RLE)")
+    bt.add_argument("--json", help="write the summary to this JSON file")
+    bt.add_argument("--quiet", action="store_true")
+    bt.set_defaults(func=cmd_batch)
+
+    tx = sub.add_parser("trax", help="serve a method over the TraX protocol (VOT toolkit)")
+    tx.add_argument("--method", default="flow")
+    tx.add_argument("--param", action="append", metavar="KEY=VALUE")
+    tx.add_argument("--device", default="cpu")
+    tx.add_argument("--region", choices=["auto", "rectangle", "polygon", "mask"], default="auto",
+                    help="region type reported to the client (auto: as the object was given)")
+    tx.add_argument("--log", help="append a log of the session to this file")
+    tx.set_defaults(func=cmd_trax)
 
     d = sub.add_parser("demo", help="track the embedded demo clip and write an overlay video")
     d.add_argument("--out", default="segtrack-demo", help="output folder")
@@ -308,6 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("method")
     tr.add_argument("rest", nargs=argparse.REMAINDER, help="the method's training options")
     tr.set_defaults(func=cmd_train)
+
+    sv = sub.add_parser("serve", help="browser workbench: annotate, track and export (issue 8)")
+    sv.add_argument("source", nargs="?", help="video file or frame folder to open")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--project", default="segtrack-project",
+                    help="project folder holding the sessions (created if missing)")
+    sv.add_argument("--allow", action="append", metavar="DIR",
+                    help="also let the page open videos and frames under DIR")
+    sv.add_argument("--max-upload-mb", type=float, default=512.0, help="upload size limit")
+    sv.add_argument("--device", default="cpu")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -36,6 +36,105 @@ def _select(seqs: list, names: Seq[str] | None) -> list:
     return [by_name[n] for n in names]
 
 
+def bench_sequence(
+    seq: Any,
+    method: str,
+    *,
+    init: str = "mask",
+    device: str = "cpu",
+    params: dict[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+) -> tuple[dict, dict]:
+    """Track and score one DAVIS sequence; returns ``(J/F result, {frames, seconds, fps})``."""
+    from segtrack.api import track_video
+    from segtrack.eval.davis_metrics import SequenceEvaluator
+    from segtrack.geometry import mask_to_box
+
+    gt0 = seq.read_labels(0)
+    if gt0 is None:
+        raise InputError(f"sequence '{seq.name}': first frame has no annotation")
+    objects: dict[int, Any] = {}
+    for k in np.unique(gt0):
+        if k == 0:
+            continue
+        m = gt0 == k
+        objects[int(k)] = {"mask": m} if init == "mask" else {"box": mask_to_box(m)}
+    # objects that first appear later (DAVIS-2017 / YouTube-VOS style)
+    starts = {k: 0 for k in objects}
+    for k, f in (seq.first_frames or {}).items():
+        if int(k) not in objects and f > 0:
+            gtf = seq.read_labels(f)
+            m = gtf == int(k)
+            if m.any():
+                objects[int(k)] = {"mask": m} if init == "mask" else {"box": mask_to_box(m)}
+                starts[int(k)] = int(f)
+    evaluator = SequenceEvaluator()
+    writer = None
+    if out_dir is not None:
+        from segtrack.io import MaskWriter
+
+        writer = MaskWriter(Path(out_dir) / seq.name)
+    seq_time = 0.0
+    n = 0
+    for res in track_video(
+        list(seq.frames),
+        objects=objects,
+        starts=starts,
+        method=method,
+        device=device,
+        params=params,
+    ):
+        i = res.frame.index
+        gt = seq.read_labels(i)
+        if gt is not None:
+            evaluator.add(gt, res.labels, seq.read_void(i))
+        if writer is not None:
+            writer.write(res.frame.name, res.labels)
+        if i > 0:  # the init frame is given, not tracked
+            seq_time += res.seconds
+            n += 1
+    timing = {"frames": n, "seconds": seq_time, "fps": n / max(seq_time, 1e-9)}
+    return evaluator.result(semi_supervised=True), timing
+
+
+def _bench_ray(seqs: list, kwargs: dict, workers: int | None, address: str | None,
+               bar: Any) -> dict[str, tuple[dict, dict]]:
+    """One Ray task per sequence (issue 9); results keyed by sequence name."""
+    from segtrack.batch.runner import ensure_ray
+
+    started = ensure_ray(address, workers)  # InputError when Ray is missing / unreachable
+    import ray
+
+    def _one(seq: Any, kw: dict) -> tuple[dict, dict]:
+        import cv2
+        import torch
+
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
+        return bench_sequence(seq, **kw)
+
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=2)(_one)
+        refs = {remote.remote(seq, kwargs): seq.name for seq in seqs}
+        out: dict[str, tuple[dict, dict]] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                try:
+                    out[refs[ref]] = ray.get(ref)
+                except Exception as e:  # a task's InputError arrives wrapped by Ray
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, InputError):
+                        raise InputError(str(cause)) from None
+                    raise
+                bar.update(1)
+        return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def bench_davis(
     root: str | Path,
     method: str,
@@ -46,77 +145,52 @@ def bench_davis(
     params: dict[str, Any] | None = None,
     out_dir: str | Path | None = None,
     quiet: bool = False,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Track and score DAVIS sequences; returns the summary dict (J_M ... JF, fps, per sequence)."""
-    from segtrack.api import track_video
+    """Track and score DAVIS sequences; returns the summary dict (J_M ... JF, fps, per sequence).
+
+    ``engine="ray"`` runs one Ray task per sequence (``workers`` CPUs of a local Ray instance,
+    or the cluster at ``address``); the summary is the same (``peak_memory_mb`` is then the
+    driver's only).
+    """
     from segtrack.eval.datasets import load_davis
-    from segtrack.eval.davis_metrics import SequenceEvaluator, summarize
-    from segtrack.geometry import mask_to_box
+    from segtrack.eval.davis_metrics import summarize
 
     if init not in ("mask", "box"):
         raise InputError(f"--init must be 'mask' or 'box', got '{init}'")
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine must be 'local' or 'ray', got '{engine}'")
     seqs = _select(load_davis(root), sequences)
     if not seqs:
         raise InputError(f"no sequences found under '{root}'")
-    writer_root = Path(out_dir) if out_dir else None
+    kwargs = {"method": method, "init": init, "device": device, "params": params,
+              "out_dir": str(out_dir) if out_dir else None}
     per_seq: dict[str, dict] = {}
     timing: dict[str, dict] = {}
-    total_frames = 0
-    total_time = 0.0
-    bar = tqdm(seqs, desc=f"bench {method}", unit="seq", disable=quiet)
-    for seq in bar:
-        bar.set_postfix_str(seq.name)
-        gt0 = seq.read_labels(0)
-        if gt0 is None:
-            raise InputError(f"sequence '{seq.name}': first frame has no annotation")
-        objects: dict[int, Any] = {}
-        for k in np.unique(gt0):
-            if k == 0:
-                continue
-            m = gt0 == k
-            objects[int(k)] = {"mask": m} if init == "mask" else {"box": mask_to_box(m)}
-        # objects that first appear later (DAVIS-2017 / YouTube-VOS style)
-        starts = {k: 0 for k in objects}
-        for k, f in (seq.first_frames or {}).items():
-            if int(k) not in objects and f > 0:
-                gtf = seq.read_labels(f)
-                m = gtf == int(k)
-                if m.any():
-                    objects[int(k)] = {"mask": m} if init == "mask" else {"box": mask_to_box(m)}
-                    starts[int(k)] = int(f)
-        evaluator = SequenceEvaluator()
-        writer = None
-        if writer_root is not None:
-            from segtrack.io import MaskWriter
-
-            writer = MaskWriter(writer_root / seq.name)
-        seq_time = 0.0
-        n = 0
-        for res in track_video(
-            list(seq.frames),
-            objects=objects,
-            starts=starts,
-            method=method,
-            device=device,
-            params=params,
-        ):
-            i = res.frame.index
-            gt = seq.read_labels(i)
-            if gt is not None:
-                evaluator.add(gt, res.labels, seq.read_void(i))
-            if writer is not None:
-                writer.write(res.frame.name, res.labels)
-            if i > 0:  # the init frame is given, not tracked
-                seq_time += res.seconds
-                n += 1
-        per_seq[seq.name] = evaluator.result(semi_supervised=True)
-        timing[seq.name] = {"frames": n, "seconds": seq_time, "fps": n / max(seq_time, 1e-9)}
-        total_frames += n
-        total_time += seq_time
+    t_wall = time.perf_counter()
+    if engine == "ray":
+        bar = tqdm(total=len(seqs), desc=f"bench {method} (ray)", unit="seq", disable=quiet)
+        try:
+            results = _bench_ray(seqs, kwargs, workers, address, bar)
+        finally:
+            bar.close()
+        for seq in seqs:  # dataset order, as the local engine
+            per_seq[seq.name], timing[seq.name] = results[seq.name]
+    else:
+        bar = tqdm(seqs, desc=f"bench {method}", unit="seq", disable=quiet)
+        for seq in bar:
+            bar.set_postfix_str(seq.name)
+            per_seq[seq.name], timing[seq.name] = bench_sequence(seq, **kwargs)
+    total_frames = sum(t["frames"] for t in timing.values())
+    total_time = sum(t["seconds"] for t in timing.values())
     summary = summarize(per_seq)
     summary["fps"] = total_frames / max(total_time, 1e-9)
     summary["frames"] = total_frames
     summary["track_seconds"] = total_time
+    summary["wall_seconds"] = time.perf_counter() - t_wall
+    summary["engine"] = engine
     summary["peak_memory_mb"] = peak_memory_mb()
     summary["method"] = method
     summary["init"] = init

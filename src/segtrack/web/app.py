@@ -1,0 +1,459 @@
+"""The workbench web server: a FastAPI app serving the JSON API and the bundled front end.
+
+``create_app(project_dir)`` builds the app; ``segtrack serve`` runs it with uvicorn. The front end
+(``segtrack/web/static``: plain HTML, CSS and JavaScript, nothing fetched from a CDN) talks to:
+
+* ``GET /api/info`` - methods, limits, project folder;
+* ``GET /api/browse?path=`` - folders, videos and frame folders under the allowed folders;
+* ``GET/POST /api/sessions``, ``GET/PATCH /api/sessions/{sid}`` - open a video or frame folder,
+  list, restore and rename sessions, choose the method;
+* ``POST /api/uploads``, ``PUT /api/uploads/{uid}/files/{name}``, ``POST
+  /api/uploads/{uid}/open`` - upload a video or frames (raw request bodies, streamed to disk,
+  size-limited while streaming, type checked by extension and leading bytes);
+* ``GET /api/sessions/{sid}/frames/{i}``, ``.../labels/{i}.png``, ``.../masks/{obj}/{i}.png`` -
+  frames, coloured label maps (DAVIS palette, background transparent) and single masks;
+* ``POST/PATCH/DELETE /api/sessions/{sid}/objects[/{obj}]`` - objects;
+* ``PUT /api/sessions/{sid}/annotations/{obj}/{i}`` - a drawn box or painted mask (keyframe);
+* ``POST /api/sessions/{sid}/track``, ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/events``
+  (server-sent events, one per tracked frame), ``POST /api/jobs/{id}/cancel``;
+* ``POST /api/sessions/{sid}/export``, ``GET /api/sessions/{sid}/export/{path}``.
+
+Errors are JSON ``{"detail": "<one line>"}`` with 400 (bad input), 403 (path outside the
+project and allowed folders), 404, 409 (a job is running), 413 (upload too large) or 415 (upload
+of a file type that is not a video or image).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from segtrack.errors import InputError
+from segtrack.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from segtrack.web.jobs import JobManager
+from segtrack.web.project import Conflict, NotFound, PathRefused, Project, png_to_mask
+
+__all__ = ["create_app", "sniff_type"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
+
+
+class TooLarge(InputError):
+    """An upload over the size limit."""
+
+
+class BadType(InputError):
+    """An upload that is not a video or an image."""
+
+
+def sniff_type(head: bytes) -> str | None:
+    """``"image"``/``"video"`` from a file's first bytes (JPEG, PNG, BMP, MP4/MOV, AVI, MKV)."""
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image"
+    if head.startswith(b"BM") and len(head) >= 6:
+        return "image"
+    if len(head) >= 12 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "video"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video"
+    return None
+
+
+class OpenBody(BaseModel):
+    path: str
+    name: str | None = None
+    reuse: bool = False
+
+
+class SessionPatch(BaseModel):
+    name: str | None = None
+    method: str | None = None
+
+
+class ObjectBody(BaseModel):
+    name: str | None = None
+    hidden: bool | None = None
+
+
+class AnnotationBody(BaseModel):
+    box: list[float] | None = None
+    mask_png: str | None = None  # base64 PNG (optionally a data: URL)
+
+
+class TrackBody(BaseModel):
+    frame: int
+    objects: list[int]
+    direction: str = "both"
+    method: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class ExportBody(BaseModel):
+    formats: list[str] = ["davis", "boxes", "overlay", "coco"]
+
+
+def create_app(
+    project: str | os.PathLike | Project,
+    allow: list[str | os.PathLike] | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    device: str = "cpu",
+) -> FastAPI:
+    """The workbench app on a project folder; ``allow`` adds folders the page may open."""
+    proj = project if isinstance(project, Project) else Project(project, allow=allow)
+    if isinstance(project, Project):
+        for a in allow or []:
+            proj.allow(a)
+    jobs = JobManager(proj, device=device)
+    app = FastAPI(title="segtrack workbench", docs_url=None, redoc_url=None)
+    app.state.project = proj
+    app.state.jobs = jobs
+    app.state.max_upload_bytes = int(max_upload_bytes)
+
+    status_of = {PathRefused: 403, NotFound: 404, Conflict: 409, TooLarge: 413, BadType: 415}
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        code = next((c for t, c in status_of.items() if isinstance(exc, t)), 400)
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # -- info / browse ----------------------------------------------------------------------
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        from segtrack.trackers.registry import available_methods
+
+        return {"methods": available_methods(), "project": str(proj.root),
+                "allowed": [str(a) for a in proj.allowed],
+                "max_upload_bytes": app.state.max_upload_bytes,
+                "image_types": list(IMAGE_EXTENSIONS), "video_types": list(VIDEO_EXTENSIONS)}
+
+    @app.get("/api/browse")
+    def browse(path: str | None = None) -> dict[str, Any]:
+        if not path:
+            return {"path": None, "parent": None,
+                    "entries": [{"name": str(a), "path": str(a), "kind": _kind(a)}
+                                for a in proj.allowed]}
+        p = proj.check_path(path)
+        if not p.is_dir():
+            raise NotFound(f"folder '{path}' does not exist")
+        entries = []
+        for e in sorted(p.iterdir(), key=lambda e: e.name.lower()):
+            if e.name.startswith("."):
+                continue
+            kind = _kind(e)
+            if kind:
+                entries.append({"name": e.name, "path": str(e), "kind": kind})
+        parent = None
+        try:
+            parent = str(proj.check_path(p.parent)) if p.parent != p else None
+        except PathRefused:
+            pass
+        return {"path": str(p), "parent": parent, "kind": _kind(p), "entries": entries[:2000]}
+
+    # -- sessions ----------------------------------------------------------------------------
+    @app.get("/api/sessions")
+    def sessions() -> list[dict[str, Any]]:
+        return proj.list_sessions()
+
+    @app.post("/api/sessions")
+    def open_session(body: OpenBody) -> dict[str, Any]:
+        if body.reuse:
+            sid = proj.find_session(proj.check_path(body.path))
+            if sid:
+                return _session_view(sid)
+        s = proj.create_session(body.path, name=body.name)
+        return _session_view(s["id"])
+
+    def _session_view(sid: str) -> dict[str, Any]:
+        s = proj.load(sid)
+        job = jobs.running(sid)
+        s["job"] = job.status() if job else None
+        s["coverage"] = {k: proj.frames_with_masks(s, int(k)) for k in s["objects"]}
+        return s
+
+    @app.get("/api/sessions/{sid}")
+    def get_session(sid: str) -> dict[str, Any]:
+        return _session_view(sid)
+
+    @app.patch("/api/sessions/{sid}")
+    def patch_session(sid: str, body: SessionPatch) -> dict[str, Any]:
+        if body.method is not None:
+            from segtrack.trackers.registry import tracker_class
+
+            tracker_class(body.method)
+        with proj.edit(sid) as s:
+            if body.name is not None and body.name.strip():
+                s["name"] = body.name.strip()[:120]
+            if body.method is not None:
+                s["method"] = body.method
+        return _session_view(sid)
+
+    # -- uploads -----------------------------------------------------------------------------
+    @app.post("/api/uploads")
+    def new_upload() -> dict[str, Any]:
+        uid = uuid.uuid4().hex[:12]
+        (proj.root / "uploads" / uid).mkdir(parents=True)
+        return {"id": uid}
+
+    def _upload_dir(uid: str) -> Path:
+        if not uid.isalnum() or not (proj.root / "uploads" / uid).is_dir():
+            raise NotFound(f"upload '{uid}' does not exist")
+        return proj.root / "uploads" / uid
+
+    @app.put("/api/uploads/{uid}/files/{name}")
+    async def upload_file(uid: str, name: str, request: Request) -> dict[str, Any]:
+        d = _upload_dir(uid)
+        base = os.path.basename(name.replace("\\", "/"))
+        ext = os.path.splitext(base)[1].lower()
+        if base != name or base.startswith(".") or not base:
+            raise InputError(f"upload file name '{name}' is not a plain file name")
+        if ext not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+            raise BadType(f"upload '{name}': type '{ext or 'none'}' is not a video "
+                          f"({', '.join(VIDEO_EXTENSIONS)}) or image "
+                          f"({', '.join(IMAGE_EXTENSIONS)})")
+        want = "video" if ext in VIDEO_EXTENSIONS else "image"
+        existing = [p for p in d.iterdir() if not p.name.startswith(".")]
+        used = sum(p.stat().st_size for p in existing)
+        kinds = {("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image") for p in existing}
+        if kinds and (kinds != {want} or want == "video"):
+            raise InputError(f"upload '{name}': an upload is one video or a set of frames")
+        limit = app.state.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and used + int(declared) > limit:
+            raise TooLarge(f"upload '{name}' is over the {limit} byte limit")
+        tmp = d / f".{base}.{uuid.uuid4().hex[:8]}.part"
+        size, head = 0, b""
+        try:
+            with open(tmp, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if used + size > limit:
+                        raise TooLarge(f"upload '{name}' is over the {limit} byte limit")
+                    if len(head) < 16:
+                        head += chunk[: 16 - len(head)]
+                    f.write(chunk)
+            if sniff_type(head) != want:
+                raise BadType(f"upload '{name}' does not hold {want} data of type '{ext}'")
+            os.replace(tmp, d / base)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return {"name": base, "size": size}
+
+    @app.post("/api/uploads/{uid}/open")
+    def open_upload(uid: str) -> dict[str, Any]:
+        d = _upload_dir(uid)
+        files = [p for p in d.iterdir() if not p.name.startswith(".")]
+        if not files:
+            raise InputError(f"upload '{uid}' holds no file")
+        videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
+        src = videos[0] if videos else d
+        try:
+            s = proj.create_session(src, name=src.name if videos else f"upload {uid}")
+        except InputError:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        return _session_view(s["id"])
+
+    # -- frames and masks --------------------------------------------------------------------
+    @app.get("/api/sessions/{sid}/frames/{index}")
+    def frame(sid: str, index: int) -> FileResponse:
+        s = proj.load(sid)
+        p = proj.frame_path(s, index)
+        return FileResponse(p, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/sessions/{sid}/labels/{index}.png")
+    def labels(sid: str, index: int, exclude: int | None = None) -> Response:
+        from PIL import Image
+
+        from segtrack.io import davis_palette
+
+        s = proj.load(sid)
+        proj.frame_path(s, index)
+        lab = proj.labels(s, index, exclude=exclude)
+        img = Image.fromarray(lab, mode="L")
+        img.putpalette(davis_palette().tobytes())
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", transparency=0)
+        return Response(buf.getvalue(), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/sessions/{sid}/masks/{oid}/{index}.png")
+    def mask(sid: str, oid: int, index: int) -> Response:
+        p = proj.mask_path(sid, oid, index)
+        if not p.is_file():
+            raise NotFound(f"object {oid} has no mask on frame {index}")
+        return FileResponse(p, headers={"Cache-Control": "no-store"})
+
+    # -- objects -----------------------------------------------------------------------------
+    def _no_job(sid: str) -> None:
+        if jobs.running(sid) is not None:
+            raise Conflict("a tracking job is running on this session: cancel it or wait")
+
+    @app.post("/api/sessions/{sid}/objects")
+    def add_object(sid: str, body: ObjectBody) -> dict[str, Any]:
+        return proj.add_object(sid, body.name)
+
+    @app.patch("/api/sessions/{sid}/objects/{oid}")
+    def patch_object(sid: str, oid: int, body: ObjectBody) -> dict[str, Any]:
+        return proj.update_object(sid, oid, name=body.name, hidden=body.hidden)
+
+    @app.delete("/api/sessions/{sid}/objects/{oid}")
+    def delete_object(sid: str, oid: int) -> dict[str, Any]:
+        _no_job(sid)
+        proj.delete_object(sid, oid)
+        return {"deleted": oid}
+
+    @app.put("/api/sessions/{sid}/annotations/{oid}/{index}")
+    def annotate(sid: str, oid: int, index: int, body: AnnotationBody) -> dict[str, Any]:
+        from segtrack.geometry import box_to_mask
+        from segtrack.trackers.base import check_box
+
+        _no_job(sid)
+        s = proj.load(sid)
+        size = (int(s["height"]), int(s["width"]))
+        if (body.box is None) == (body.mask_png is None):
+            raise InputError("annotation needs exactly one of 'box' and 'mask_png'")
+        if body.box is not None:
+            box = list(check_box(body.box, size, what="box"))
+            m = box_to_mask(box, size)
+            if not m.any():
+                raise InputError(f"box {body.box} covers no pixel centre")
+            return proj.set_keyframe(sid, oid, index, m, box=box)
+        text = body.mask_png
+        if text.startswith("data:"):
+            text = text.split(",", 1)[-1]
+        try:
+            data = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise InputError("mask_png is not base64 data") from None
+        m = png_to_mask(data, size, what="mask_png")
+        return proj.set_keyframe(sid, oid, index, m)
+
+    # -- tracking jobs -----------------------------------------------------------------------
+    @app.post("/api/sessions/{sid}/track")
+    def track(sid: str, body: TrackBody) -> dict[str, Any]:
+        job = jobs.start(sid, body.objects, body.frame, body.direction, body.method,
+                         body.params)
+        return job.status()
+
+    def _job(jid: str):
+        job = jobs.get(jid)
+        if job is None:
+            raise NotFound(f"job '{jid}' does not exist")
+        return job
+
+    @app.get("/api/jobs/{jid}")
+    def job_status(jid: str) -> dict[str, Any]:
+        return _job(jid).status()
+
+    @app.post("/api/jobs/{jid}/cancel")
+    def job_cancel(jid: str) -> dict[str, Any]:
+        job = _job(jid)
+        jobs.cancel(jid)
+        return job.status()
+
+    @app.get("/api/jobs/{jid}/events")
+    async def job_events(jid: str) -> StreamingResponse:
+        job = _job(jid)
+
+        async def stream():
+            sent = 0
+            while True:
+                n = len(job.events)
+                finished = job.finished
+                if n > sent or finished:
+                    st = job.status()
+                    st["frames"] = job.events[sent:n]
+                    sent = n
+                    yield f"data: {json.dumps(st)}\n\n"
+                    if finished:
+                        return
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    # -- exports -----------------------------------------------------------------------------
+    @app.post("/api/sessions/{sid}/export")
+    def export(sid: str, body: ExportBody) -> dict[str, Any]:
+        _no_job(sid)
+        files = proj.export(sid, body.formats)
+        return {"folder": str(proj.session_dir(sid) / "export"), "files": files}
+
+    @app.get("/api/sessions/{sid}/export/{path:path}")
+    def export_file(sid: str, path: str) -> FileResponse:
+        base = (proj.session_dir(sid) / "export").resolve()
+        p = (base / path).resolve()
+        if not p.is_relative_to(base):
+            raise PathRefused(f"path '{path}' is outside the session's export folder")
+        if not p.is_file():
+            raise NotFound(f"export file '{path}' does not exist")
+        return FileResponse(p, filename=p.name)
+
+    return app
+
+
+def _kind(p: Path) -> str | None:
+    """``"video"``, ``"frames"`` (a folder holding images), ``"dir"`` or None."""
+    try:
+        if p.is_dir():
+            with os.scandir(p) as it:
+                for i, e in enumerate(it):
+                    if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                        return "frames"
+                    if i > 200:
+                        break
+            return "dir"
+        if p.suffix.lower() in VIDEO_EXTENSIONS:
+            return "video"
+    except OSError:
+        return None
+    return None
+
+
+def serve(
+    source: str | None = None,
+    project: str = "segtrack-project",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allow: list[str] | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD / 2**20,
+    device: str = "cpu",
+) -> int:
+    """Run the workbench with uvicorn (``segtrack serve``); blocks until interrupted."""
+    import uvicorn
+
+    proj = Project(project, allow=allow)
+    url = f"http://{host}:{port}/"
+    if source:
+        src = Path(source).expanduser()
+        if not src.exists():
+            raise InputError(f"'{source}' does not exist")
+        proj.allow(src.parent if src.is_file() else src)
+        sid = proj.find_session(src) or proj.create_session(src)["id"]
+        url += f"?session={sid}"
+    app = create_app(proj, max_upload_bytes=int(max_upload_mb * 2**20), device=device)
+    print(f"segtrack workbench on {url}  (project folder {proj.root})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0

@@ -1,0 +1,382 @@
+"""The workbench's HTTP API (issue 8) through FastAPI's TestClient: persistence, concurrent
+edits, upload limits and type checks, refused paths, tracking jobs (keyframe boundaries, cancel,
+server-sent events) and exports (DAVIS PNG, boxes.json, COCO RLE round-trip)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import multiprocessing
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+with warnings.catch_warnings():  # starlette's notice about httpx vs httpx2
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from segtrack.web.app import create_app, sniff_type  # noqa: E402
+from segtrack.web.project import Project  # noqa: E402
+
+N, H, W = 10, 60, 80
+X0, Y0, SIDE, STEP = 10, 15, 20, 3
+
+
+def _frames() -> list[np.ndarray]:
+    import cv2
+
+    rng = np.random.default_rng(1)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), (0, 0), 2)
+    tex = rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)
+    out = []
+    for t in range(N):
+        img = bg.copy()
+        img[Y0:Y0 + SIDE, X0 + STEP * t: X0 + STEP * t + SIDE] = tex
+        out.append(img)
+    return out
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def env(tmp_path):
+    data = tmp_path / "data"
+    clip = data / "clip"
+    clip.mkdir(parents=True)
+    for t, img in enumerate(_frames()):
+        (clip / f"f{t}.png").write_bytes(_png_bytes(img))
+    app = create_app(tmp_path / "proj", allow=[data], max_upload_bytes=200_000)
+    client = TestClient(app)
+    r = client.post("/api/sessions", json={"path": str(clip)})
+    assert r.status_code == 200, r.text
+    return {"app": app, "client": client, "sid": r.json()["id"], "clip": clip,
+            "tmp": tmp_path, "proj": app.state.project}
+
+
+def _box_object(env, frame: int = 0) -> int:
+    c, sid = env["client"], env["sid"]
+    oid = c.post(f"/api/sessions/{sid}/objects", json={"name": "sq"}).json()["id"]
+    box = [X0 + STEP * frame, Y0, SIDE, SIDE]
+    r = c.put(f"/api/sessions/{sid}/annotations/{oid}/{frame}", json={"box": box})
+    assert r.status_code == 200 and r.json()["area"] == SIDE * SIDE
+    return oid
+
+
+def _run(env, frame: int, objects: list[int], direction: str = "both") -> dict:
+    c, sid = env["client"], env["sid"]
+    r = c.post(f"/api/sessions/{sid}/track",
+               json={"frame": frame, "objects": objects, "direction": direction,
+                     "method": "flow"})
+    assert r.status_code == 200, r.text
+    env["app"].state.jobs.wait(r.json()["id"], timeout=30)
+    return c.get(f"/api/jobs/{r.json()['id']}").json()
+
+
+# -- sessions, persistence, concurrency ---------------------------------------------------------
+def test_session_fields_and_natural_frame_order(env):
+    s = env["client"].get(f"/api/sessions/{env['sid']}").json()
+    assert (s["num_frames"], s["height"], s["width"]) == (N, H, W)
+    assert s["frame_names"][:3] == ["f0", "f1", "f2"] and s["frame_names"][-1] == "f9"
+    img = np.array(Image.open(io.BytesIO(
+        env["client"].get(f"/api/sessions/{env['sid']}/frames/3").content)))
+    assert np.array_equal(img, _frames()[3])
+    assert env["client"].get(f"/api/sessions/{env['sid']}/frames/{N}").status_code == 404
+
+
+def test_reopening_restores_everything(env):
+    c, sid = env["client"], env["sid"]
+    oid = _box_object(env, frame=2)
+    c.patch(f"/api/sessions/{sid}/objects/{oid}", json={"name": "cube", "hidden": True})
+    c.patch(f"/api/sessions/{sid}", json={"method": "static"})
+    _run(env, 2, [oid], "forward")
+    # a new server on the same project folder
+    c2 = TestClient(create_app(env["tmp"] / "proj"))
+    assert [s["id"] for s in c2.get("/api/sessions").json()] == [sid]
+    s = c2.get(f"/api/sessions/{sid}").json()
+    assert s["objects"][str(oid)] == {"id": oid, "name": "cube", "hidden": True}
+    assert s["keyframes"][str(oid)]["2"] == {"type": "box", "box": [16.0, 15.0, 20.0, 20.0]}
+    assert s["method"] == "flow"  # the job ran flow and remembered it
+    assert s["coverage"][str(oid)] == list(range(2, N))
+    m = np.array(Image.open(io.BytesIO(c2.get(f"/api/sessions/{sid}/masks/{oid}/2.png").content)))
+    assert m.astype(bool).sum() == SIDE * SIDE
+
+
+def _add_many(root: str, sid: str, n: int) -> None:
+    p = Project(root)
+    for i in range(n):
+        p.add_object(sid, f"p{os.getpid()}-{i}")
+
+
+def test_concurrent_writers_do_not_corrupt_the_session(env):
+    """Two processes and two threads add objects at once: none is lost, ids stay unique."""
+    import threading
+
+    root, sid = str(env["tmp"] / "proj"), env["sid"]
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        pytest.skip("fork start method unavailable")
+    procs = [ctx.Process(target=_add_many, args=(root, sid, 15)) for _ in range(2)]
+    threads = [threading.Thread(target=_add_many, args=(root, sid, 15)) for _ in range(2)]
+    for w in procs + threads:
+        w.start()
+    for w in procs + threads:
+        w.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    s = json.loads((Path(root) / "sessions" / sid / "session.json").read_text())
+    assert len(s["objects"]) == 60
+    assert sorted(int(k) for k in s["objects"]) == list(range(1, 61))
+    assert s["rev"] == 61  # one revision per change
+
+
+# -- refused paths ------------------------------------------------------------------------------
+def test_paths_outside_the_project_are_refused(env, tmp_path):
+    c, sid = env["client"], env["sid"]
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "a.png").write_bytes(_png_bytes(_frames()[0]))
+    assert c.post("/api/sessions", json={"path": str(outside)}).status_code == 403
+    assert c.post("/api/sessions", json={"path": "../secret"}).status_code == 403
+    assert c.post("/api/sessions", json={"path": str(env["clip"]) + "/../../secret"}
+                  ).status_code == 403
+    os.symlink(outside, env["tmp"] / "proj" / "link")  # a symlink inside pointing outside
+    assert c.post("/api/sessions", json={"path": "link"}).status_code == 403
+    assert c.get("/api/browse", params={"path": "/"}).status_code == 403
+    r = c.get("/api/browse", params={"path": str(env["tmp"] / "data")})
+    assert [(e["name"], e["kind"]) for e in r.json()["entries"]] == [("clip", "frames")]
+    assert r.json()["parent"] is None  # the allowed folder's parent is not browsable
+    c.post(f"/api/sessions/{sid}/export", json={"formats": ["boxes"]})
+    assert c.get(f"/api/sessions/{sid}/export/boxes.json").status_code == 200
+    assert c.get(f"/api/sessions/{sid}/export/..%2Fsession.json").status_code == 403
+    assert c.get("/api/sessions/..%2F..%2Fproject/").status_code in (403, 404)
+    assert c.get("/api/sessions/nope").status_code == 404
+
+
+# -- uploads ------------------------------------------------------------------------------------
+def test_upload_frames_and_video(env, tmp_path):
+    import cv2
+
+    c = env["client"]
+    up = c.post("/api/uploads").json()["id"]
+    for t, img in enumerate(_frames()[:3]):
+        r = c.put(f"/api/uploads/{up}/files/u{t}.png", content=_png_bytes(img))
+        assert r.status_code == 200, r.text
+    s = c.post(f"/api/uploads/{up}/open").json()
+    assert s["num_frames"] == 3 and s["source"].startswith(str(env["tmp"] / "proj" / "uploads"))
+
+    vid = tmp_path / "v.mp4"
+    w = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"mp4v"), 10, (W, H))
+    for img in _frames()[:5]:
+        w.write(img[..., ::-1].copy())
+    w.release()
+    up = c.post("/api/uploads").json()["id"]
+    assert c.put(f"/api/uploads/{up}/files/v.mp4", content=vid.read_bytes()).status_code == 200
+    s = c.post(f"/api/uploads/{up}/open").json()
+    assert s["kind"] == "video" and s["num_frames"] == 5 and (s["height"], s["width"]) == (H, W)
+    assert c.get(f"/api/sessions/{s['id']}/frames/4").status_code == 200
+
+
+def test_upload_limits_and_type_checks(env):
+    c = env["client"]
+    up = c.post("/api/uploads").json()["id"]
+    big = b"\xff\xd8\xff" + bytes(300_000)
+    assert c.put(f"/api/uploads/{up}/files/a.jpg", content=big).status_code == 413
+
+    def chunks():  # no Content-Length: the limit holds while streaming
+        for _ in range(30):
+            yield b"\xff\xd8\xff" + bytes(10_000)
+
+    assert c.put(f"/api/uploads/{up}/files/b.jpg", content=chunks()).status_code == 413
+    assert c.put(f"/api/uploads/{up}/files/c.txt", content=b"hello").status_code == 415
+    assert c.put(f"/api/uploads/{up}/files/d.jpg", content=b"<html>not a jpeg").status_code == 415
+    assert c.put(f"/api/uploads/{up}/files/e.mp4", content=_png_bytes(_frames()[0])
+                 ).status_code == 415
+    assert c.put(f"/api/uploads/{up}/files/..%2Fx.png", content=b"x").status_code in (400, 404)
+    assert sorted(os.listdir(env["tmp"] / "proj" / "uploads" / up)) == []  # nothing left over
+    assert c.post(f"/api/uploads/{up}/open").status_code == 400
+    assert (sniff_type(b"\x00\x00\x00\x18ftypmp42"), sniff_type(b"RIFF\x00\x00\x00\x00AVI LIST"),
+            sniff_type(b"\x89PNG\r\n\x1a\n"), sniff_type(b"GIF89a")) == (
+            "video", "video", "image", None)
+
+
+# -- annotations --------------------------------------------------------------------------------
+def test_annotation_masks_boxes_and_bad_input(env):
+    c, sid = env["client"], env["sid"]
+    oid = c.post(f"/api/sessions/{sid}/objects", json={}).json()["id"]
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[5:9, 10:20] = (255, 255, 255, 255)
+    rgba[30, 30] = (255, 255, 255, 90)  # faint anti-aliased edge: not part of the mask
+    data = "data:image/png;base64," + base64.b64encode(_png_bytes(rgba)).decode()
+    r = c.put(f"/api/sessions/{sid}/annotations/{oid}/4", json={"mask_png": data})
+    assert r.json() == {"frame": 4, "object": oid, "area": 40}
+    expect = np.zeros((H, W), bool)
+    expect[5:9, 10:20] = True
+    assert np.array_equal(env["proj"].read_mask(sid, oid, 4), expect)
+    # the label map shows it with id oid, transparent background
+    lab = Image.open(io.BytesIO(c.get(f"/api/sessions/{sid}/labels/4.png").content))
+    assert lab.mode == "P" and lab.info.get("transparency") == 0
+    assert np.array_equal(np.array(lab) == oid, expect)
+    bad = [{"mask_png": base64.b64encode(_png_bytes(np.zeros((5, 5), np.uint8))).decode()},
+           {"mask_png": "@@@"}, {"box": [1, 2, 3]}, {"box": [500, 500, 10, 10]}, {},
+           {"box": [1, 1, 5, 5], "mask_png": data}]
+    for body in bad:
+        assert c.put(f"/api/sessions/{sid}/annotations/{oid}/4", json=body).status_code == 400
+    assert c.put(f"/api/sessions/{sid}/annotations/99/4", json={"box": [1, 1, 5, 5]}
+                 ).status_code == 404
+    # erasing everything removes the keyframe and the mask
+    empty = base64.b64encode(_png_bytes(np.zeros((H, W, 4), np.uint8))).decode()
+    c.put(f"/api/sessions/{sid}/annotations/{oid}/4", json={"mask_png": empty})
+    assert env["proj"].read_mask(sid, oid, 4) is None
+    assert c.get(f"/api/sessions/{sid}").json()["keyframes"][str(oid)] == {}
+
+
+# -- tracking -----------------------------------------------------------------------------------
+def test_track_both_ways_matches_the_library(env):
+    from segtrack import track_video
+
+    oid = _box_object(env, frame=4)
+    st = _run(env, 4, [oid])
+    assert st["state"] == "done" and st["done"] == st["total"] == N - 1
+    frames = _frames()
+    box = [X0 + STEP * 4, Y0, SIDE, SIDE]
+    proj, sid = env["proj"], env["sid"]
+    for seq, order in ((frames[4:], range(4, N)), (frames[4::-1], range(4, -1, -1))):
+        for res, t in zip(track_video(seq, box=box, method="flow"), order):
+            assert np.array_equal(proj.read_mask(sid, oid, t), res.labels == 1), t
+
+
+def test_repropagation_stops_at_keyframes(env):
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    oid = _box_object(env, frame=0)
+    _run(env, 0, [oid], "forward")
+    # a correction on frame 6: a smaller square
+    small = np.zeros((H, W), bool)
+    small[Y0:Y0 + 10, X0 + 18: X0 + 28] = True
+    c.put(f"/api/sessions/{sid}/annotations/{oid}/6",
+          json={"mask_png": base64.b64encode(_png_bytes(small)).decode()})
+    before = {t: proj.read_mask(sid, oid, t) for t in range(N)}
+    st = _run(env, 0, [oid], "forward")  # again from 0: must stop before keyframe 6
+    assert st["total"] == 5 and st["done"] == 5
+    assert np.array_equal(proj.read_mask(sid, oid, 6), small)
+    st = _run(env, 6, [oid], "both")  # from 6: forward to the end, backward down to 1
+    assert st["total"] == (N - 7) + 5
+    assert np.array_equal(proj.read_mask(sid, oid, 0), before[0])  # keyframe 0 untouched
+    assert proj.read_mask(sid, oid, 8).sum() < 0.6 * before[8].sum()  # small mask propagated
+    assert proj.read_mask(sid, oid, 3).sum() < 0.6 * before[3].sum()
+
+
+def test_two_objects_share_frames_without_overlap(env):
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    a = _box_object(env, frame=0)
+    b = c.post(f"/api/sessions/{sid}/objects", json={}).json()["id"]
+    c.put(f"/api/sessions/{sid}/annotations/{b}/0", json={"box": [50, 40, 20, 15]})
+    st = _run(env, 0, [a, b], "forward")
+    assert st["objects"] == [a, b] and st["done"] == N - 1
+    for t in range(1, N):
+        ma, mb = proj.read_mask(sid, a, t), proj.read_mask(sid, b, t)
+        assert ma is not None and mb is not None and not (ma & mb).any()
+
+
+def test_job_errors_conflicts_cancel_and_events(env, monkeypatch):
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    oid = _box_object(env, frame=0)
+    other = c.post(f"/api/sessions/{sid}/objects", json={}).json()["id"]
+    url = f"/api/sessions/{sid}/track"
+    assert c.post(url, json={"frame": 0, "objects": [oid], "method": "nope"}).status_code == 400
+    r = c.post(url, json={"frame": 0, "objects": [other]})
+    assert r.status_code == 400 and "no mask or box on frame 0" in r.json()["detail"]
+    assert c.post(url, json={"frame": N, "objects": [oid]}).status_code == 404
+    assert c.post(url, json={"frame": 0, "objects": [oid], "direction": "up"}).status_code == 400
+
+    real = proj.read_frame
+
+    def slow(s, i):  # a slow decoder, so that the job is still running below
+        time.sleep(0.15)
+        return real(s, i)
+
+    monkeypatch.setattr(proj, "read_frame", slow)
+    job = c.post(url, json={"frame": 0, "objects": [oid], "direction": "forward"}).json()
+    assert c.post(url, json={"frame": 0, "objects": [oid]}).status_code == 409
+    assert c.delete(f"/api/sessions/{sid}/objects/{oid}").status_code == 409
+    assert c.put(f"/api/sessions/{sid}/annotations/{oid}/3", json={"box": [1, 1, 5, 5]}
+                 ).status_code == 409
+    assert c.get(f"/api/sessions/{sid}").json()["job"]["id"] == job["id"]
+    seen: list[int] = []
+    last = None
+    with c.stream("GET", f"/api/jobs/{job['id']}/events") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            last = json.loads(line[6:])
+            seen += last["frames"]
+            if len(seen) >= 2 and last["state"] == "running":
+                c.post(f"/api/jobs/{job['id']}/cancel")
+    assert last["state"] == "cancelled"
+    assert seen == list(range(1, 1 + len(seen))) and 2 <= len(seen) < N - 1
+    assert last["done"] == len(seen)
+    assert proj.read_mask(sid, oid, len(seen) + 1) is None  # nothing after the cancel
+    assert c.delete(f"/api/sessions/{sid}/objects/{oid}").status_code == 200
+
+
+# -- exports ------------------------------------------------------------------------------------
+def test_exports_davis_boxes_coco_overlay(env):
+    from segtrack.io import read_label_png
+    from segtrack.io.coco_rle import decode
+    from segtrack.trackers.base import make_prediction
+
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    a = _box_object(env, frame=0)
+    b = c.post(f"/api/sessions/{sid}/objects", json={"name": "hidden one"}).json()["id"]
+    c.put(f"/api/sessions/{sid}/annotations/{b}/0", json={"box": [55, 5, 20, 10]})
+    _run(env, 0, [a], "forward")
+    c.patch(f"/api/sessions/{sid}/objects/{b}", json={"hidden": True})
+    lab = np.array(Image.open(io.BytesIO(c.get(f"/api/sessions/{sid}/labels/0.png").content)))
+    assert set(np.unique(lab)) == {0, a}  # hidden objects are not drawn
+
+    r = c.post(f"/api/sessions/{sid}/export", json={"formats": ["davis", "boxes", "overlay",
+                                                                "coco"]})
+    assert r.status_code == 200, r.text
+    assert set(r.json()["files"]) >= {"davis/", "boxes.json", "coco_rle.json"}
+    out = Path(r.json()["folder"])
+    for t in range(N):
+        lab = read_label_png(out / "davis" / f"f{t}.png")
+        assert np.array_equal(lab == a, proj.read_mask(sid, a, t))
+    assert (read_label_png(out / "davis" / "f0.png") == b).sum() == 200  # hidden: exported
+    boxes = json.loads(c.get(f"/api/sessions/{sid}/export/boxes.json").content)
+    assert [f["name"] for f in boxes["frames"]] == [f"f{t}" for t in range(N)]
+    assert boxes["frames"][0]["objects"][str(a)]["box"] == [10.0, 15.0, 20.0, 20.0]
+    p5 = make_prediction(proj.read_mask(sid, a, 5))
+    assert boxes["frames"][5]["objects"][str(a)]["box"] == list(p5.box)
+    coco = json.loads((out / "coco_rle.json").read_text())
+    assert [cat["name"] for cat in coco["categories"]] == ["sq", "hidden one"]
+    assert len(coco["images"]) == N and len(coco["annotations"]) == N + 1
+    for ann in coco["annotations"]:
+        m = proj.read_mask(sid, ann["category_id"], ann["image_id"] - 1)
+        assert np.array_equal(decode(ann["segmentation"]), m)  # RLE round-trip
+        assert ann["area"] == int(m.sum()) and isinstance(ann["segmentation"]["counts"], str)
+    ov = [f for f in r.json()["files"] if f.startswith("overlay")][0]
+    assert (out / ov).stat().st_size > 1000
+    assert c.post(f"/api/sessions/{sid}/export", json={"formats": ["gif"]}).status_code == 400
+
+
+def test_cli_serve_arguments():
+    from segtrack.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "clip", "--port", "8123", "--allow", "/data"])
+    assert (args.source, args.port, args.host, args.allow) == ("clip", 8123, "127.0.0.1",
+                                                               ["/data"])
+    assert args.func.__name__ == "cmd_serve"
