@@ -71,8 +71,8 @@ def _load_backbone(name: str, device: str):
 
 @dataclasses.dataclass
 class RTSParams(TrackerParams):
-    weights: str = ""  # heads file ("" = the committed weights/rts.pt)
-    seg_weights: str = ""  # segmentation branch file ("" = weights; lwl.pt when not conditioning)
+    weights: str = ""  # heads file or committed name ("" = weights/rts.pt; "rts-fold0")
+    seg_weights: str = ""  # segmentation branch ("" = weights; lwl.pt when not conditioning)
     conditioning: bool = True  # x_f = x_m + H(s_c) (False: Table 5.1 "RTS w/o conditioning")
     use_instance: bool = True  # instance branch controls memories / search region
     crop_size: int = 288  # search region resolution (pixels)
@@ -146,12 +146,12 @@ class RTSTracker(Tracker):
             )
         if p.seg_memory < 1 or p.inst_memory < 1:
             raise InputError("parameters 'seg_memory' and 'inst_memory' must be >= 1")
-        from segtrack.models.rts import default_weights
+        from segtrack.models.rts import default_weights, resolve_weights
 
-        main = Path(p.weights) if p.weights else default_weights(self.name)
+        main = resolve_weights(p.weights) if p.weights else default_weights(self.name)
         self.net = _load_net(main, device)
         if p.seg_weights:
-            seg = Path(p.seg_weights)
+            seg = resolve_weights(p.seg_weights)
         elif self.name == "rts" and not p.conditioning:
             seg = default_weights("lwl")
         else:

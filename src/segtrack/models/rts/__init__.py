@@ -14,12 +14,23 @@ import torch
 from segtrack.errors import InputError
 from segtrack.models.rts.net import RTSConfig, RTSNet
 
-__all__ = ["RTSConfig", "RTSNet", "save_heads", "load_heads", "default_weights"]
+__all__ = ["RTSConfig", "RTSNet", "save_heads", "load_heads", "default_weights",
+           "resolve_weights"]
 
 
 def default_weights(method: str) -> Path:
     """Path of the committed weight file of ``method`` ("rts" or "lwl")."""
     return Path(__file__).resolve().parents[2] / "weights" / f"{method}.pt"
+
+
+def resolve_weights(spec: str) -> Path:
+    """A weight file given as a path, or as the name of a committed file (``"rts-fold0"`` ->
+    ``weights/rts-fold0.pt``)."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    named = default_weights(spec.removesuffix(".pt"))
+    return named if named.is_file() else p
 
 
 def save_heads(net: RTSNet, path: str | os.PathLike, half: bool = True, **meta) -> Path:
