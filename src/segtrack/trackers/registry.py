@@ -25,6 +25,14 @@ _METHODS: dict[str, str] = {
     "convlstm": "segtrack.trackers.convlstm:ConvLSTMTracker",
     "convlstm-1stage": "segtrack.trackers.convlstm:ConvLSTM1StageTracker",
     "perframe": "segtrack.trackers.convlstm:PerFrameTracker",
+    # issue 5 (SiamMask)
+    "siammask": "segtrack.trackers.siammask:SiamMaskTracker",
+    "siammask-2b": "segtrack.trackers.siammask:SiamMask2BTracker",
+    # issue 4 (one-shot family)
+    "osvos": "segtrack.trackers.oneshot:OSVOSTracker",
+    "onavos": "segtrack.trackers.oneshot:OnAVOSTracker",
+    "masktrack": "segtrack.trackers.oneshot:MaskTrackTracker",
+    "masktrack-flow": "segtrack.trackers.oneshot:MaskTrackFlowTracker",
 }
 
 

@@ -20,6 +20,13 @@ TRAINERS: dict[str, str] = {
     "lmanet": "segtrack.training.lmanet:main",
     "evs": "segtrack.training.refiner:main",
     "convlstm": "segtrack.training.convlstm:main",
+    # issue 5 (SiamMask; --variant 2b|3b)
+    "siammask": "segtrack.training.siammask:main",
+    # issue 4 (one-shot family)
+    "osvos": "segtrack.training.oneshot:main",
+    "onavos": "segtrack.training.oneshot:main",  # OnAVOS starts from the OSVOS parent
+    "masktrack": "segtrack.training.oneshot:main_masktrack",
+    "masktrack-flow": "segtrack.training.oneshot:main_masktrack_flow",
 }
 
 

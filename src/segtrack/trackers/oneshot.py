@@ -1,0 +1,393 @@
+"""``osvos``, ``onavos``, ``masktrack``, ``masktrack-flow``: the one-shot family (seeds 000, 002).
+
+Seed 000 "OSVOS architecture", "Training", "OnAVOS", "MaskTrack", "LucidTrack"; seed 002
+"OSVOS", "OnAVOS: Online Adaptation", "MaskTrack".
+
+* ``osvos``: the parent network (:mod:`segtrack.models.oneshot`, trained offline with
+  ``segtrack train osvos``) is fine-tuned on the first frame ("First-frame adaptation ... using
+  fine-tuning"; augmented copies: random scale, rotation, shift, flip), then every frame is
+  segmented independently ("Test time: each frame is processed independently").
+* ``onavos``: OSVOS plus online adaptation (Voigtlaender & Leibe 2017, Alg. 1): on each frame the
+  network's posteriors give positives (probability > ``pos_threshold``), pixels farther than
+  ``neg_distance`` (fraction of the frame diagonal) from the last mask are negatives, the rest is
+  ignored; ``online_steps`` update steps each mix that frame with a first-frame example (so the
+  model follows appearance changes without drifting), then the frame is segmented again.
+* ``masktrack``: the network also sees the previous frame's mask and refines it ("Mask as
+  additional input channel"); fine-tuning on the first frame (``finetune``, default on) uses
+  simulated previous masks.  ``masktrack-flow`` (its own method name, own weights): the previous
+  mask is first warped to the current frame with DIS optical flow (as the ``flow`` tracker) and
+  the flow magnitude is an extra input channel (seed 000 "LucidTrack: like MaskTrack + uses
+  optical flow").
+* ``lucid=true`` (``osvos``, ``onavos``, ``masktrack``, ``masktrack-flow``): LucidTrack data
+  dreaming (:mod:`segtrack.data.lucid`) adds ``lucid_samples`` dreamed images (MaskTrack:
+  dreamed consecutive-frame pairs with their previous masks) to the fine-tuning set.
+
+CPU departures: the backbone stays frozen (only the head is fine-tuned, on backbone features of
+the fine-tuning samples computed once); the network works at short side 256.  The fine-tuning
+budget is ``ft_iters`` iterations, cut at ``ft_seconds`` of wall clock counted from the start of
+``init`` (samples and features included; default 60 s - on a busy machine the cut makes runs
+depend on load).  The fine-tuning seconds of every video are appended
+to :data:`FINETUNE_LOG` (and kept in ``tracker.finetune_seconds``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
+from segtrack.types import Prediction
+
+#: fine-tuning seconds of each initialised video (in order), for the benchmarks
+FINETUNE_LOG: list[float] = []
+
+
+@dataclasses.dataclass
+class OSVOSParams(TrackerParams):
+    weights: str = ""  # "" = the committed weights/<method>.pt
+    threshold: float = 0.5
+    short_side: int = 0  # network input short side (0 = the weights' own, 256)
+    finetune: bool = True  # first-frame fine-tuning
+    ft_iters: int = 200
+    ft_seconds: float = 60.0  # wall-clock cap of init + fine-tuning (0 = none)
+    ft_lr: float = 1e-3
+    ft_batch: int = 4
+    ft_augment: int = 8  # augmented copies of the first frame
+    aug_scale: float = 0.15  # +- relative scale change
+    aug_rotate: float = 10.0  # +- degrees
+    aug_shift: float = 0.1  # +- fraction of the frame size
+    aug_flip: bool = True
+    lucid: bool = False  # add Lucid data dreaming samples
+    lucid_samples: int = 8
+
+
+@dataclasses.dataclass
+class OnAVOSParams(OSVOSParams):
+    pos_threshold: float = 0.97  # positives: posterior above this
+    neg_distance: float = 0.2  # negatives: farther than this x frame diagonal from the last mask
+    online_steps: int = 2  # update steps per frame
+    online_lr: float = 3e-5  # 5e-4 and 1e-4 drifted on car-turn (docs/oneshot.md)
+    online_every: int = 1  # adapt on every k-th frame
+
+
+@dataclasses.dataclass
+class MaskTrackParams(OSVOSParams):
+    pass
+
+
+# ------------------------------------------------------------------------------------------
+def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                 p: OSVOSParams, motion: float = 0.0,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random affine (scale, rotation, shift, flip) copy of (image, mask) and, ``motion`` > 0,
+    a second copy differing by a small extra transformation (``motion`` x the ranges): returns
+    (image_a, mask_a, image_b, mask_b)."""
+    h, w = mask.shape
+    flip = p.aug_flip and rng.random() < 0.5
+
+    def draw(k: float) -> np.ndarray:
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-1, 1) * p.aug_rotate * k,
+                                    1 + rng.uniform(-1, 1) * p.aug_scale * k)
+        m[0, 2] += rng.uniform(-1, 1) * p.aug_shift * k * w
+        m[1, 2] += rng.uniform(-1, 1) * p.aug_shift * k * h
+        return m
+
+    def apply(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        im = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT)
+        mk = cv2.warpAffine(mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT) > 0
+        if flip:
+            im, mk = im[:, ::-1].copy(), mk[:, ::-1].copy()
+        return im, mk
+
+    m1 = draw(1.0)
+    a = apply(m1)
+    if motion <= 0:
+        return a[0], a[1], a[0], a[1]
+    d = np.vstack([draw(motion), [0, 0, 1]]) @ np.vstack([m1, [0, 0, 1]])
+    b = apply(d[:2])
+    return a[0], a[1], b[0], b[1]
+
+
+@dataclasses.dataclass
+class _Sample:
+    image: np.ndarray  # network size
+    target: np.ndarray  # bool, stride 2
+    prev: np.ndarray | None = None  # bool, stride 2 (None: simulate from target)
+    flow: np.ndarray | None = None  # float, stride 2
+
+
+class OSVOSTracker(Tracker):
+    """First-frame fine-tuned parent network; frames segmented independently."""
+
+    name = "osvos"
+    Params = OSVOSParams
+    learns = True
+    default_weights = "osvos"
+    #: extra input channels: 0 (OSVOS), 1 (mask), 2 (mask + flow)
+    extra = 0
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _load(self):
+        from segtrack.models.oneshot import load_oneshot, resolve_weights
+
+        parent = load_oneshot(resolve_weights(self.params.weights, self.default_weights),
+                              self.device)
+        if parent.cfg.extra != self.extra:
+            from segtrack.errors import InputError
+
+            raise InputError(f"weights '{self.params.weights}' are a {parent.cfg.kind} network, "
+                             f"not {self.name}")
+        return parent.copy_with_head()
+
+    def _samples(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                 ) -> list[_Sample]:
+        """Fine-tuning samples at network size: the frame, augmented copies, dreams."""
+        from segtrack.models.oneshot import resize
+
+        half = self.half
+        p = self.params
+        out = [_Sample(image, resize(mask, half), flow=self._zero_flow())]
+        flow = self.extra == 2
+        for _ in range(int(p.ft_augment)):
+            ia, ma, ib, mb = augment_pair(image, mask, rng, p, motion=0.15 if flow else 0.0)
+            s = _Sample(ib, resize(mb, half))
+            if flow:
+                s.prev, s.flow = self._flow_prev(ia, ma, ib)
+            out.append(s)
+        if p.lucid and p.lucid_samples > 0:
+            from segtrack.data.lucid import dream_frame, dream_pair, inpaint_background
+
+            bg = inpaint_background(image, mask)
+            for _ in range(int(p.lucid_samples)):
+                if self.extra == 0:
+                    im, m = dream_frame(image, mask, rng, background=bg)
+                    out.append(_Sample(im, resize(m, half)))
+                else:
+                    i1, m1, i2, m2 = dream_pair(image, mask, rng, background=bg)
+                    s = _Sample(i2, resize(m2, half), prev=resize(m1, half))
+                    if flow:
+                        s.prev, s.flow = self._flow_prev(i1, m1, i2)
+                    out.append(s)
+        return out
+
+    def _zero_flow(self) -> np.ndarray | None:
+        return np.zeros(self.half, np.float32) if self.extra == 2 else None
+
+    def _flow_prev(self, img_prev: np.ndarray, mask_prev: np.ndarray, img: np.ndarray,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(previous mask warped to ``img`` at stride 2, flow magnitude at stride 2)."""
+        from segtrack.models.oneshot import dis_flow, flow_magnitude, resize
+        from segtrack.trackers.flow import warp_backward
+
+        fl = dis_flow(img_prev, img)
+        warped = warp_backward(mask_prev.astype(np.float32), fl, cv2.INTER_LINEAR) > 0.5
+        return resize(warped, self.half), resize(flow_magnitude(fl), self.half)
+
+    def _extra_for(self, samples: list[_Sample], rng: np.random.Generator | None,
+                   ) -> torch.Tensor | None:
+        from segtrack.data.lucid import simulate_previous_mask
+        from segtrack.models.oneshot import extra_tensor
+
+        if self.extra == 0:
+            return None
+        prevs = []
+        for s in samples:
+            if rng is None:  # deterministic: the sample's own previous mask or its target
+                prevs.append(s.prev if s.prev is not None else s.target)
+            elif s.prev is not None and rng.random() < 0.5:
+                prevs.append(s.prev)
+            else:
+                prevs.append(simulate_previous_mask(s.target, rng))
+        flows = [s.flow if s.flow is not None else np.zeros(self.half, np.float32)
+                 for s in samples] if self.extra == 2 else None
+        return extra_tensor(prevs, flows)
+
+    def _features(self, images: list[np.ndarray]) -> dict[int, torch.Tensor]:
+        from segtrack.models.oneshot import images_to_tensor
+
+        parts = [self.net.features(images_to_tensor(images[i:i + 4]).to(self.device))
+                 for i in range(0, len(images), 4)]
+        return {s: torch.cat([q[s] for q in parts]) for s in parts[0]}
+
+    def sample_loss(self, idx: list[int], rng: np.random.Generator | None = None,
+                    flip: bool = False) -> torch.Tensor:
+        """Balanced cross-entropy of the fine-tuning samples ``idx`` (0 = the first frame)."""
+        from segtrack.models.oneshot import balanced_bce
+
+        bt = torch.as_tensor(idx)
+        f = {s: v[bt] for s, v in self.ft_feats.items()}
+        y = torch.from_numpy(np.stack([self.ft_samples[i].target for i in idx]))[:, None]
+        ex = self._extra_for([self.ft_samples[i] for i in idx], rng)
+        if flip:
+            f = {s: v.flip(-1) for s, v in f.items()}
+            y = y.flip(-1)
+            ex = ex.flip(-1) if ex is not None else None
+        return balanced_bce(self.net.head(f, ex), y.float())
+
+    def first_frame_loss(self) -> float:
+        """Loss on the un-augmented first frame (MaskTrack: previous mask = its own mask)."""
+        with torch.no_grad():
+            return float(self.sample_loss([0]))
+
+    def _finetune(self, rng: np.random.Generator, t0: float) -> None:
+        """Adam on the head; stops after ``ft_iters`` or ``ft_seconds`` after ``t0``."""
+        p = self.params
+        head = self.net.head.train()
+        opt = torch.optim.Adam(head.parameters(), lr=p.ft_lr)
+        n = len(self.ft_samples)
+        self.ft_iters_done = 0
+        for _ in range(int(p.ft_iters)):
+            if p.ft_seconds > 0 and time.perf_counter() - t0 > p.ft_seconds:
+                break
+            b = min(int(p.ft_batch), n)
+            idx = [0] + rng.choice(np.arange(1, n), size=b - 1, replace=False).tolist() \
+                if n > 1 and b > 1 else [0]
+            loss = self.sample_loss(idx, rng, flip=bool(rng.random() < 0.5))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.ft_iters_done += 1
+        head.eval()
+
+    def _init(self, frame, mask, box) -> None:
+        from segtrack.models.oneshot import net_size, resize
+
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(self.params.seed)
+        torch.manual_seed(self.params.seed)
+        self.net = self._load()
+        H, W = frame.shape[:2]
+        self.size = net_size(H, W, int(self.params.short_side) or self.net.cfg.short_side)
+        self.half = (self.size[0] // 2, self.size[1] // 2)
+        small = resize(frame, self.size)
+        small_mask = resize(mask, self.size)
+        if not small_mask.any():  # a tiny object: keep its pixel nearest to the centroid
+            ys, xs = np.nonzero(mask)
+            small_mask[min(int(ys.mean() * self.size[0] / H), self.size[0] - 1),
+                       min(int(xs.mean() * self.size[1] / W), self.size[1] - 1)] = True
+        self.ft_samples = self._samples(small, small_mask, rng) if self.params.finetune else \
+            [_Sample(small, resize(small_mask, self.half), flow=self._zero_flow())]
+        self.ft_feats = self._features([s.image for s in self.ft_samples])
+        self.loss_before = self.first_frame_loss()
+        self.ft_iters_done = 0
+        if self.params.finetune:
+            self._finetune(rng, t0)
+        self.loss_after = self.first_frame_loss()
+        self.rng = rng
+        self.prev_small = small
+        self.prev_mask = resize(small_mask, self.half)
+        self.finetune_seconds = time.perf_counter() - t0
+        FINETUNE_LOG.append(self.finetune_seconds)
+
+    # -- tracking -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _logits(self, feats, extra: torch.Tensor | None) -> torch.Tensor:
+        return self.net.head(feats, extra)[0, 0]
+
+    def _extra_now(self, small: np.ndarray) -> torch.Tensor | None:
+        return None
+
+    def _finish(self, logits: torch.Tensor) -> Prediction:
+        import torch.nn.functional as F
+
+        H, W = self.frame_shape
+        prob = torch.sigmoid(F.interpolate(logits[None, None], size=(H, W), mode="bilinear",
+                                           align_corners=False))[0, 0].numpy()
+        mask = prob > self.params.threshold
+        small = torch.sigmoid(logits).numpy() > self.params.threshold
+        if small.any():
+            self.prev_mask = small
+        score = float(prob[mask].mean()) if mask.any() else 0.0
+        return make_prediction(mask, score=score, scores=prob.astype(np.float32))
+
+    def _track(self, frame) -> Prediction:
+        from segtrack.models.oneshot import images_to_tensor, resize
+
+        small = resize(frame, self.size)
+        feats = self.net.features(images_to_tensor([small]).to(self.device))
+        extra = self._extra_now(small)
+        logits = self._logits(feats, extra)
+        logits = self._adapt(feats, extra, logits)
+        self.prev_small = small
+        return self._finish(logits)
+
+    def _adapt(self, feats, extra, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+
+class OnAVOSTracker(OSVOSTracker):
+    """OSVOS + online adaptation on confident positives and far negatives."""
+
+    name = "onavos"
+    Params = OnAVOSParams
+    default_weights = "osvos"
+
+    def _init(self, frame, mask, box) -> None:
+        super()._init(frame, mask, box)
+        p = self.params
+        self.opt = torch.optim.Adam(self.net.head.parameters(), lr=p.online_lr)
+        self.online_updates = 0
+
+    def _adapt(self, feats, extra, logits: torch.Tensor) -> torch.Tensor:
+        from segtrack.models.oneshot import balanced_bce
+
+        p = self.params
+        if p.online_steps <= 0 or self.frame_index % max(1, int(p.online_every)):
+            return logits
+        prob = torch.sigmoid(logits).numpy()
+        pos = prob > p.pos_threshold
+        h, w = prob.shape
+        dist = cv2.distanceTransform((~self.prev_mask).astype(np.uint8), cv2.DIST_L2, 5)
+        neg = dist > p.neg_distance * float(np.hypot(h, w))
+        pos &= ~neg  # far from the last mask: negative even when confident
+        if not pos.any() or not neg.any():
+            return logits
+        y = torch.from_numpy(pos)[None, None].float()
+        valid = torch.from_numpy(pos | neg)[None, None].float()
+        head = self.net.head.train()
+        n = len(self.ft_samples)
+        for _ in range(int(p.online_steps)):
+            loss = balanced_bce(head(feats, extra), y, valid)
+            j = int(self.rng.integers(0, n))  # a first-frame example against drift
+            loss = loss + self.sample_loss([j], self.rng, flip=bool(self.rng.random() < 0.5))
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        head.eval()
+        self.online_updates += 1
+        return self._logits(feats, extra)
+
+
+class MaskTrackTracker(OSVOSTracker):
+    """Refines the previous frame's mask (RGB + mask input)."""
+
+    name = "masktrack"
+    Params = MaskTrackParams
+    default_weights = "masktrack"
+    extra = 1
+
+    def _extra_now(self, small: np.ndarray) -> torch.Tensor | None:
+        from segtrack.models.oneshot import extra_tensor
+
+        return extra_tensor([self.prev_mask])
+
+
+class MaskTrackFlowTracker(MaskTrackTracker):
+    """MaskTrack+Flow: flow-warped previous mask and flow magnitude as inputs."""
+
+    name = "masktrack-flow"
+    default_weights = "masktrack-flow"
+    extra = 2
+
+    def _extra_now(self, small: np.ndarray) -> torch.Tensor | None:
+        from segtrack.models.oneshot import extra_tensor, resize
+
+        prev_full = resize(self.prev_mask, self.size)
+        warped, mag = self._flow_prev(self.prev_small, prev_full, small)
+        return extra_tensor([warped], [mag])
