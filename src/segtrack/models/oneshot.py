@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segtrack.errors import InputError
+from segtrack.models.shared import shared
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 STRIDES: tuple[int, ...] = (2, 4, 8, 16, 32)
@@ -127,21 +128,19 @@ class OneShotNet(nn.Module):
         return new
 
 
-_BACKBONES: dict[tuple[str, bool], nn.Module] = {}
-
-
 def shared_backbone(name: str = "efficientnet-lite0", pretrained: bool = True) -> nn.Module:
     """One frozen, eval-mode backbone per process (taps at strides 2..32)."""
-    key = (name, pretrained)
-    if key not in _BACKBONES:
+
+    def build() -> nn.Module:
         from segtrack.models.backbones import build_backbone
 
         bb = build_backbone(name, pretrained=pretrained, out_strides=STRIDES, freeze_bn=True)
         bb.eval()
         for p in bb.parameters():
             p.requires_grad_(False)
-        _BACKBONES[key] = bb
-    return _BACKBONES[key]
+        return bb
+
+    return shared(("oneshot-backbone", name, pretrained), build)
 
 
 def net_size(h: int, w: int, short_side: int = 256, multiple: int = 32) -> tuple[int, int]:

@@ -41,32 +41,26 @@ import numpy as np
 import torch
 
 from segtrack.errors import InputError
+from segtrack.models.shared import shared
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
-
-_NETS: dict[tuple[str, str], object] = {}
-_BACKBONES: dict[tuple[str, str], object] = {}
 
 
 def _load_net(path: Path, device: str):
     from segtrack.models.rts import load_heads
 
-    key = (str(path), device)
-    if key not in _NETS:
-        _NETS[key] = load_heads(path, device)
-    return _NETS[key]
+    return shared(("rts-heads", str(path), device), lambda: load_heads(path, device))
 
 
 def _load_backbone(name: str, device: str):
-    from segtrack.models.backbones import build_backbone
-
-    key = (name, device)
-    if key not in _BACKBONES:
+    def build():
+        from segtrack.models.backbones import build_backbone
         from segtrack.models.rts.infer import fuse_batchnorm
 
         bb = build_backbone(name, pretrained=True, out_strides=(4, 8, 16), freeze_bn=True)
-        _BACKBONES[key] = fuse_batchnorm(bb.eval()).to(device)
-    return _BACKBONES[key]
+        return fuse_batchnorm(bb.eval()).to(device)
+
+    return shared(("rts-backbone", name, device), build)
 
 
 @dataclasses.dataclass

@@ -35,30 +35,25 @@ import numpy as np
 import torch
 
 from segtrack.errors import InputError
+from segtrack.models.shared import shared
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
-
-_NETS: dict[tuple[str, str], object] = {}
-_BACKBONES: dict[tuple[str, str], object] = {}
 
 
 def _load_net(path: Path, device: str):
     from segtrack.models.siammask import load_siammask
 
-    key = (str(path), device)
-    if key not in _NETS:
-        _NETS[key] = load_siammask(path, device)
-    return _NETS[key]
+    return shared(("siammask-heads", str(path), device), lambda: load_siammask(path, device))
 
 
 def _load_backbone(name: str, device: str):
-    key = (name, device)
-    if key not in _BACKBONES:
+    def build():
         from segtrack.models.rts.infer import fuse_batchnorm
         from segtrack.models.siammask import build_siammask_backbone
 
-        _BACKBONES[key] = fuse_batchnorm(build_siammask_backbone(name)).to(device)
-    return _BACKBONES[key]
+        return fuse_batchnorm(build_siammask_backbone(name)).to(device)
+
+    return shared(("siammask-backbone", name, device), build)
 
 
 @dataclasses.dataclass

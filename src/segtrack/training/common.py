@@ -173,6 +173,31 @@ def compute_feature_cache(
     return {s: torch.cat(v) for s, v in out.items()}
 
 
+class LossLog:
+    """A trainer's running loss means (momentum 0.98, non-finite values ignored): one history row
+    every ``every`` steps (also printed as a JSON line when ``quiet``, for log files) and the
+    progress bar's postfix.  ``history`` may be a list the checkpoint state already refers to."""
+
+    def __init__(self, bar: Any, quiet: bool, history: list | None = None, every: int = 50):
+        self.bar, self.quiet, self.every = bar, bool(quiet), int(every)
+        self.history: list[dict] = history if history is not None else []
+        self.run: dict[str, float] = {}
+
+    def update(self, step: int, losses: dict[str, Any], **extra: float) -> None:
+        """Record the losses of ``step`` (after it was taken); ``extra`` values are set as is."""
+        for k, v in losses.items():
+            v = float(v.detach()) if torch.is_tensor(v) else float(v)
+            if np.isfinite(v):
+                self.run[k] = 0.98 * self.run.get(k, v) + 0.02 * v
+        self.run.update({k: float(v) for k, v in extra.items()})
+        if step % self.every == 0:
+            self.history.append({"step": step, **{k: round(v, 4) for k, v in self.run.items()}})
+            if self.quiet:
+                print(json.dumps(self.history[-1]), flush=True)
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in self.run.items()})
+        self.bar.update(1)
+
+
 class Checkpointer:
     """Periodic, atomic training checkpoints in ``out_dir/checkpoint.pt``.
 

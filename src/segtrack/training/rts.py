@@ -44,6 +44,7 @@ from segtrack.models.rts.search import Crop, box_map, crop_image, crop_mask, sea
 from segtrack.training.common import (
     Checkpointer,
     ClipSampler,
+    LossLog,
     add_common_args,
     check_data_root,
     compute_feature_cache,
@@ -337,7 +338,7 @@ def train(method: str, argv: list[str]) -> int:
     net.train()
     bar = tqdm(total=args.iters, initial=step, desc=f"train {method}", disable=args.quiet)
     t_train = time.time()
-    run: dict[str, float] = {}
+    log = LossLog(bar, args.quiet, history)
     n_skipped = 0
     while step < args.iters:
         if args.max_minutes and (time.time() - t_train) / 60 > args.max_minutes:
@@ -358,17 +359,7 @@ def train(method: str, argv: list[str]) -> int:
             opt.step()
         sched.step()
         step += 1
-        for k, v in losses.items():
-            v = float(v.detach()) if torch.is_tensor(v) else float(v)
-            if np.isfinite(v):
-                run[k] = 0.98 * run.get(k, v) + 0.02 * v
-        run["skipped"] = float(n_skipped)
-        if step % 50 == 0:
-            history.append({"step": step, **{k: round(v, 4) for k, v in run.items()}})
-            if args.quiet:
-                print(json.dumps(history[-1]), flush=True)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in run.items()})
-        bar.update(1)
+        log.update(step, losses, skipped=n_skipped)
         ck.maybe_save(step, state, rng)
     bar.close()
     ck.save(step, state(), rng)

@@ -61,6 +61,7 @@ from segtrack.models.siammask import (
 )
 from segtrack.training.common import (
     Checkpointer,
+    LossLog,
     add_common_args,
     check_data_root,
     split_sequences,
@@ -419,7 +420,7 @@ def main(argv: list[str]) -> int:
     net.train()
     bar = tqdm(total=args.iters, initial=step, desc=f"train {method}", disable=args.quiet)
     t_train = time.time()
-    run: dict[str, float] = {}
+    log = LossLog(bar, args.quiet, history)
     while step < args.iters:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.iters, base)
@@ -431,15 +432,7 @@ def main(argv: list[str]) -> int:
             torch.nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
         step += 1
-        for k, v in losses.items():
-            fv = float(v.detach())
-            run[k] = 0.98 * run.get(k, fv) + 0.02 * fv
-        if step % 50 == 0:
-            history.append({"step": step, **{k: round(v, 4) for k, v in run.items()}})
-            if args.quiet:
-                print(json.dumps(history[-1]), flush=True)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in run.items()})
-        bar.update(1)
+        log.update(step, losses)
         ck.maybe_save(step, state, rng)
     bar.close()
     ck.save(step, state(), rng)

@@ -1,0 +1,47 @@
+"""LossLog (the running loss means every trainer reports) and the per-process model cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from segtrack.models.shared import shared
+from segtrack.training.common import LossLog
+
+
+class _Bar:
+    def __init__(self) -> None:
+        self.n, self.postfix = 0, {}
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def set_postfix(self, d: dict) -> None:
+        self.postfix = d
+
+
+def test_losslog_running_means_history_and_nonfinite(capsys):
+    bar, history = _Bar(), []
+    log = LossLog(bar, quiet=True, history=history, every=2)
+    log.update(1, {"seg": torch.tensor(1.0), "cls": 2.0})
+    log.update(2, {"seg": torch.tensor(3.0), "cls": float("nan")}, skipped=1)
+    # first value starts the mean; then 0.98 * 1 + 0.02 * 3; NaN ignored
+    assert log.run["seg"] == pytest.approx(1.04)
+    assert log.run["cls"] == pytest.approx(2.0)
+    assert history == [{"step": 2, "seg": 1.04, "cls": 2.0, "skipped": 1.0}]  # same list object
+    assert json.loads(capsys.readouterr().out.strip()) == history[0]
+    assert bar.n == 2 and bar.postfix["seg"] == "1.040"
+
+
+def test_shared_builds_once_per_key():
+    calls = []
+
+    def build():
+        calls.append(1)
+        return object()
+
+    a = shared(("test-shared", 1), build)
+    assert shared(("test-shared", 1), build) is a and len(calls) == 1
+    assert shared(("test-shared", 2), build) is not a and len(calls) == 2
