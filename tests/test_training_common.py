@@ -45,3 +45,21 @@ def test_shared_builds_once_per_key():
     a = shared(("test-shared", 1), build)
     assert shared(("test-shared", 1), build) is a and len(calls) == 1
     assert shared(("test-shared", 2), build) is not a and len(calls) == 2
+
+
+def test_checkpointer_resume_needs_a_checkpoint(tmp_path):
+    import numpy as np
+
+    from segtrack.errors import InputError
+    from segtrack.training.common import Checkpointer
+
+    ck = Checkpointer(tmp_path / "run")
+    with pytest.raises(InputError, match="--resume: no checkpoint in"):
+        ck.resume()
+    rng = np.random.default_rng(0)
+    ck.save(7, {"history": [{"step": 5}]}, rng)
+    expected = rng.integers(1 << 30)
+    rng2 = np.random.default_rng(123)
+    st = ck.resume(rng2)
+    assert st["step"] == 7 and st["history"] == [{"step": 5}]
+    assert rng2.integers(1 << 30) == expected  # generator state restored

@@ -238,6 +238,13 @@ class Checkpointer:
         self.save(step, state_fn(), rng)
         return True
 
+    def resume(self, rng: np.random.Generator | None = None) -> dict[str, Any]:
+        """:meth:`load` for ``--resume``: the saved dict, or InputError when there is none."""
+        st = self.load(rng)
+        if st is None:
+            raise InputError(f"--resume: no checkpoint in '{self.out_dir}'")
+        return st
+
     def load(self, rng: np.random.Generator | None = None) -> dict[str, Any] | None:
         """The saved dict (RNG states restored), or None when there is no checkpoint."""
         if not self.path.is_file():

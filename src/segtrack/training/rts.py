@@ -37,7 +37,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segtrack.errors import InputError
 from segtrack.models.rts import RTSConfig, RTSNet, save_heads
 from segtrack.models.rts.learners import gaussian_label
 from segtrack.models.rts.search import Crop, box_map, crop_image, crop_mask, search_side
@@ -317,9 +316,7 @@ def train(method: str, argv: list[str]) -> int:
     step = 0
     history: list[dict] = []
     if args.resume:
-        st = ck.load(rng)
-        if st is None:
-            raise InputError(f"--resume: no checkpoint in '{out}'")
+        st = ck.resume(rng)
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])

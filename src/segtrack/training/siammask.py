@@ -44,7 +44,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segtrack.errors import InputError
 from segtrack.models.rts.search import Crop, crop_image, crop_mask
 from segtrack.models.siammask import (
     EXEMPLAR,
@@ -403,9 +402,7 @@ def main(argv: list[str]) -> int:
     step = 0
     history: list[dict] = []
     if args.resume:
-        st = ck.load(rng)
-        if st is None:
-            raise InputError(f"--resume: no checkpoint in '{out}'")
+        st = ck.resume(rng)
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         step = int(st["step"])
