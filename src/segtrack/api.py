@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from segtrack.errors import InputError
+from segtrack.profiling import stage
 from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps
 from segtrack.trackers.registry import load_tracker
 from segtrack.types import Frame, Prediction
@@ -106,7 +107,12 @@ def track_video(
     if frame < 0:
         raise InputError(f"--frame {frame} must be >= 0")
     last_index = -1
-    for fr in frames:
+    frames = iter(frames)
+    while True:
+        with stage("decode"):
+            fr = next(frames, None)
+        if fr is None:
+            break
         last_index = fr.index
         if pending is None:
             pending = _objects_from(mask, box, objects, fr.size)
@@ -118,7 +124,8 @@ def track_video(
         for k in started:
             spec = pending.pop(k)
             try:
-                preds[k] = multi.add(k, fr.image, mask=spec.get("mask"), box=spec.get("box"))
+                with stage("init"):
+                    preds[k] = multi.add(k, fr.image, mask=spec.get("mask"), box=spec.get("box"))
             except InputError as e:
                 raise InputError(f"object {k} on frame {fr.index} ({fr.name}): {e}") from None
         preds, labels = resolve_overlaps(preds, fr.size)

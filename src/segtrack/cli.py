@@ -208,13 +208,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         engine=args.engine,  # issue 9: --engine ray
         workers=args.workers,
         address=args.address,
+        profile=args.profile,
     )
     print(format_table(summary))
     print(
         f"method {method} (init {args.init}): J&F {summary['JF']:.4f}  "
         f"tracking {summary['fps']:.1f} fps over {summary['frames']} frames  "
+        f"init {summary['init_seconds']:.2f} s per video (first tracked frame after "
+        f"{summary['cold_start_seconds']:.2f} s, model loading included)  "
         f"peak memory {summary['peak_memory_mb']:.0f} MiB"
     )
+    if "stages_ms" in summary:
+        print("ms per frame: " + "  ".join(f"{k} {v:.1f}" for k, v in summary["stages_ms"].items()))
     if args.json:
         _write_json(args.json, summary, [Path(args.root)])
     return 0
@@ -332,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: one task per sequence in parallel (issue 9)")
     b.add_argument("--workers", type=int, help="CPUs of the local Ray instance")
     b.add_argument("--address", help="Ray cluster address (default: start a local instance)")
+    b.add_argument("--profile", action="store_true",
+                   help="also report the time of each stage (decode, backbone, heads, ...)")
     b.set_defaults(func=cmd_bench)
 
     bt = sub.add_parser("batch", help="track every video of a CSV/JSONL manifest (issue 9)")

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from segtrack.errors import InputError
+from segtrack.profiling import stage
 
 
 def peak_memory_mb() -> float:
@@ -75,7 +76,10 @@ def bench_sequence(
 
         writer = MaskWriter(Path(out_dir) / seq.name)
     seq_time = 0.0
+    init_time = 0.0
     n = 0
+    t_start = time.perf_counter()
+    first_tracked = None
     for res in track_video(
         list(seq.frames),
         objects=objects,
@@ -89,11 +93,17 @@ def bench_sequence(
         if gt is not None:
             evaluator.add(gt, res.labels, seq.read_void(i))
         if writer is not None:
-            writer.write(res.frame.name, res.labels)
+            with stage("write"):
+                writer.write(res.frame.name, res.labels)
+        if res.started and not n:
+            init_time += res.seconds
         if i > 0:  # the init frame is given, not tracked
             seq_time += res.seconds
             n += 1
-    timing = {"frames": n, "seconds": seq_time, "fps": n / max(seq_time, 1e-9)}
+            if first_tracked is None:
+                first_tracked = time.perf_counter() - t_start
+    timing = {"frames": n, "seconds": seq_time, "fps": n / max(seq_time, 1e-9),
+              "init_seconds": init_time, "first_frame_seconds": first_tracked or 0.0}
     return evaluator.result(semi_supervised=True), timing
 
 
@@ -148,8 +158,11 @@ def bench_davis(
     engine: str = "local",
     workers: int | None = None,
     address: str | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Track and score DAVIS sequences; returns the summary dict (J_M ... JF, fps, per sequence).
+
+    ``profile`` adds ``stages_ms``: milliseconds per tracked frame of each stage (local engine).
 
     ``engine="ray"`` runs one Ray task per sequence (``workers`` CPUs of a local Ray instance,
     or the cluster at ``address``); the summary is the same (``peak_memory_mb`` is then the
@@ -169,6 +182,12 @@ def bench_davis(
               "out_dir": str(out_dir) if out_dir else None}
     per_seq: dict[str, dict] = {}
     timing: dict[str, dict] = {}
+    from segtrack import profiling
+
+    was_on = profiling.enabled()
+    if profile:
+        profiling.reset()
+        profiling.enable()
     t_wall = time.perf_counter()
     if engine == "ray":
         bar = tqdm(total=len(seqs), desc=f"bench {method} (ray)", unit="seq", disable=quiet)
@@ -180,15 +199,24 @@ def bench_davis(
             per_seq[seq.name], timing[seq.name] = results[seq.name]
     else:
         bar = tqdm(seqs, desc=f"bench {method}", unit="seq", disable=quiet)
-        for seq in bar:
-            bar.set_postfix_str(seq.name)
-            per_seq[seq.name], timing[seq.name] = bench_sequence(seq, **kwargs)
+        try:
+            for seq in bar:
+                bar.set_postfix_str(seq.name)
+                per_seq[seq.name], timing[seq.name] = bench_sequence(seq, **kwargs)
+        finally:
+            profiling.enable(was_on)
     total_frames = sum(t["frames"] for t in timing.values())
     total_time = sum(t["seconds"] for t in timing.values())
     summary = summarize(per_seq)
     summary["fps"] = total_frames / max(total_time, 1e-9)
     summary["frames"] = total_frames
     summary["track_seconds"] = total_time
+    summary["init_seconds"] = float(np.mean([t["init_seconds"] for t in timing.values()]))
+    summary["first_frame_seconds"] = float(
+        np.mean([t["first_frame_seconds"] for t in timing.values()]))
+    summary["cold_start_seconds"] = timing[seqs[0].name]["first_frame_seconds"]
+    if profile and engine == "local":
+        summary["stages_ms"] = profiling.table(total_time, total_frames)
     summary["wall_seconds"] = time.perf_counter() - t_wall
     summary["engine"] = engine
     summary["peak_memory_mb"] = peak_memory_mb()

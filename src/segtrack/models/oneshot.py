@@ -255,3 +255,52 @@ def dis_flow(prev_rgb: np.ndarray, cur_rgb: np.ndarray) -> np.ndarray:
 def flow_magnitude(flow: np.ndarray) -> np.ndarray:
     """Normalised flow magnitude channel (float32, ``|flow| / FLOW_NORM`` clipped to [0, 4])."""
     return np.clip(np.linalg.norm(flow, axis=2) / FLOW_NORM, 0, 4).astype(np.float32)
+
+
+# -- graphs for the inference runtime (segtrack.runtime) -----------------------------------
+class FeatureGraph(nn.Module):
+    """uint8 frames (B, h, w, 3) -> the backbone taps, in :data:`STRIDES` order."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self.backbone(img.permute(0, 3, 1, 2).float() / 255)
+        return tuple(f[s] for s in STRIDES)
+
+
+class HeadGraph(nn.Module):
+    """The head with its parameters as inputs (they change with fine-tuning, the graph does
+    not): (taps..., [extra,] parameters...) -> logits at stride 2."""
+
+    def __init__(self, head: OneShotHead) -> None:
+        super().__init__()
+        self.head = head
+        self.names = [n for n, _ in head.named_parameters()]
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        """:meth:`OneShotHead.forward` written with the parameters passed in (same order as
+        ``head.parameters()``: per stride conv weight and bias, then the two fusion layers)."""
+        n = len(STRIDES)
+        feats = dict(zip(STRIDES, args[:n]))
+        has_extra = bool(self.head.cfg.extra)
+        extra = args[n] if has_extra else None
+        prm = list(args[n + int(has_extra):])
+        size = feats[2].shape[-2:]
+        outs = []
+        for k, s in enumerate(STRIDES):
+            f = feats[s]
+            if has_extra:
+                e = F.interpolate(extra, size=f.shape[-2:], mode="area")
+                f = torch.cat([f, e.to(f.dtype)], 1)
+            o = F.relu(F.conv2d(f, prm[2 * k], prm[2 * k + 1], padding=1))
+            if o.shape[-2:] != size:
+                o = F.interpolate(o, size=size, mode="bilinear", align_corners=False)
+            outs.append(o)
+        w1, b1, w2, b2 = prm[2 * n:]
+        return F.conv2d(F.relu(F.conv2d(torch.cat(outs, 1), w1, b1)), w2, b2)
+
+    def inputs_for(self, head: OneShotHead) -> list[torch.Tensor]:
+        """The parameter inputs of ``head`` (a fine-tuned copy of the exported one)."""
+        return [p.detach() for p in head.parameters()]

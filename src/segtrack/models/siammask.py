@@ -302,3 +302,51 @@ def load_siammask(path: str | os.PathLike, device: str = "cpu") -> SiamMaskNet:
             f"weights '{p}': not a SiamMask weight file ({type(e).__name__})"
         ) from None
     return net.to(device).eval()
+
+
+# -- graphs for the inference runtime (segtrack.runtime) -----------------------------------
+class BackboneGraph(nn.Module):
+    """uint8 crops (B, S, S, 3) -> backbone features at strides 4, 8 and 8 (dilated "16")."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self.backbone(img.permute(0, 3, 1, 2).float() / 255)
+        return f[4], f[8], f[16]
+
+
+class TemplateGraph(nn.Module):
+    """uint8 exemplar crop (1, 127, 127, 3) -> correlation kernel."""
+
+    def __init__(self, backbone: nn.Module, net: SiamMaskNet) -> None:
+        super().__init__()
+        self.features, self.net = BackboneGraph(backbone), net
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.net.template(self.features(img)[2])
+
+
+class SearchGraph(nn.Module):
+    """(stride-8 search features, kernel) of one object -> RoWs, score logits, box deltas."""
+
+    def __init__(self, net: SiamMaskNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, f16: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        corr = self.net.correlate(kernel, f16)
+        score, box = self.net.heads(corr)
+        return (corr, score) if box is None else (corr, score, box)
+
+
+class RefineGraph(nn.Module):
+    """The refinement module on one RoW and its feature windows -> (1, 64, 64) mask logits."""
+
+    def __init__(self, net: SiamMaskNet) -> None:
+        super().__init__()
+        self.refine = net.refine
+
+    def forward(self, row, f16, f8, f4) -> torch.Tensor:
+        return self.refine(row, f16, f8, f4)

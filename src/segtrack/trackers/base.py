@@ -119,16 +119,49 @@ class Tracker(ABC):
 
     def track(self, frame: np.ndarray) -> Prediction:
         """Segment the object in the next frame."""
+        frame = check_frame(frame)
+        self._begin(frame)
+        return self._track(frame)
+
+    def _begin(self, frame: np.ndarray) -> None:
         if self.frame_shape is None:
             raise InputError("track() called before init()")
-        frame = check_frame(frame)
         if frame.shape[:2] != self.frame_shape:
             raise InputError(
                 f"frame {self.frame_index + 1} is {frame.shape[1]}x{frame.shape[0]} but the "
                 f"first frame was {self.frame_shape[1]}x{self.frame_shape[0]}"
             )
         self.frame_index += 1
-        return self._track(frame)
+
+    @staticmethod
+    def track_many(trackers: list[Tracker], frame: np.ndarray) -> list[Prediction]:
+        """Track several objects on one frame.  Trackers with equal :meth:`batch_key` share
+        their per-frame work (one backbone pass for all their objects, one flow field);
+        the predictions are each tracker's own, in order."""
+        frame = check_frame(frame)
+        for t in trackers:
+            t._begin(frame)
+        groups: dict[Any, list[int]] = {}
+        for i, t in enumerate(trackers):
+            groups.setdefault(t.batch_key(), []).append(i)
+        out: list[Prediction | None] = [None] * len(trackers)
+        for idx in groups.values():
+            members = [trackers[i] for i in idx]
+            preds = type(members[0])._track_many(members, frame) if len(members) > 1 else \
+                [members[0]._track(frame)]
+            for i, pr in zip(idx, preds):
+                out[i] = pr
+        return out  # type: ignore[return-value]
+
+    def batch_key(self) -> Any:
+        """Trackers with equal keys can be stepped together by :meth:`_track_many`; the default
+        key is the tracker itself (no sharing)."""
+        return id(self)
+
+    @classmethod
+    def _track_many(cls, trackers: list[Tracker], frame: np.ndarray) -> list[Prediction]:
+        """Predictions of several trackers of one batch key on a validated frame."""
+        return [t._track(frame) for t in trackers]
 
     def box_to_init_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
         """Turn the user's box into an initial mask. Default: the box itself (filled)."""

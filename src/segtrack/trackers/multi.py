@@ -1,5 +1,9 @@
 """Multi-object tracking: one single-object tracker per object, overlaps resolved by score.
 
+Objects of one method share the per-frame work their trackers allow (``Tracker.track_many``:
+one batched backbone pass for crop-based methods, one feature / flow computation for the
+methods that look at the whole frame).
+
 Objects may start on any frame (``add``). After every frame each pixel claimed by several
 objects goes to the object with the highest soft score there (the per-pixel probability where the
 method has one, else its frame score), so the label map gives every pixel one label.
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from segtrack.errors import InputError
+from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, check_frame, make_prediction
 from segtrack.types import Prediction
 
@@ -37,9 +42,12 @@ class MultiObjectTracker:
 
     def track(self, frame: np.ndarray, skip: set[int] | None = None) -> dict[int, Prediction]:
         """Track every object not in ``skip`` (objects just added on this frame)."""
-        frame = check_frame(frame)
         skip = skip or set()
-        return {k: t.track(frame) for k, t in self.trackers.items() if k not in skip}
+        ids = [k for k in self.trackers if k not in skip]
+        if not ids:
+            return {}
+        preds = Tracker.track_many([self.trackers[k] for k in ids], frame)
+        return dict(zip(ids, preds))
 
 
 def resolve_overlaps(
@@ -50,6 +58,12 @@ def resolve_overlaps(
     Returns the updated predictions (masks, boxes recomputed where they changed) and the uint8
     label map (0 = background, k = object k).
     """
+    with stage("overlap"):
+        return _resolve(preds, shape)
+
+
+def _resolve(preds: dict[int, Prediction], shape: tuple[int, int],
+             ) -> tuple[dict[int, Prediction], np.ndarray]:
     labels = np.zeros(shape, np.uint8)
     if not preds:
         return preds, labels

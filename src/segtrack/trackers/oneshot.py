@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 import torch
 
+from segtrack.models.shared import shared
+from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
@@ -63,6 +65,7 @@ class OSVOSParams(TrackerParams):
     aug_flip: bool = True
     lucid: bool = False  # add Lucid data dreaming samples
     lucid_samples: int = 8
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime on the CPU if installed) | onnx | torch
 
 
 @dataclasses.dataclass
@@ -114,6 +117,35 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     return a[0], a[1], b[0], b[1]
 
 
+class _Graphs:
+    """The frozen backbone at one network input size and the head graph (parameters as
+    inputs) of one parent network, on the chosen runtime."""
+
+    def __init__(self, parent, size: tuple[int, int], runtime: str, device: str) -> None:
+        from segtrack.models.oneshot import STRIDES, FeatureGraph, HeadGraph
+        from segtrack.runtime import frozen
+
+        h, w = size
+        img = torch.zeros(1, h, w, 3, dtype=torch.uint8, device=device)
+        batch = {0: {0: "batch"}}
+        tag = f"{parent.cfg.backbone}-{h}x{w}"
+        self.features = frozen(FeatureGraph(parent.backbone).eval(), f"oneshot-features-{tag}",
+                               [img], ["image"], batch, runtime, device)
+        self.head = None
+        if runtime == "onnx":
+            graph = HeadGraph(parent.head).eval()
+            with torch.no_grad():
+                taps = list(FeatureGraph(parent.backbone)(img))
+            ins = taps + ([torch.zeros(1, parent.cfg.extra, h // 2, w // 2)]
+                          if parent.cfg.extra else []) + graph.inputs_for(parent.head)
+            names = [f"f{s}" for s in STRIDES] + (["extra"] if parent.cfg.extra else []) + \
+                [f"p{i}" for i in range(len(ins) - len(STRIDES) - (1 if parent.cfg.extra else 0))]
+            dyn = {i: {0: "batch"} for i in range(len(STRIDES) + (1 if parent.cfg.extra else 0))}
+            self.head = frozen(graph, f"oneshot-head-{parent.cfg.kind}-{tag}", ins, names, dyn,
+                               runtime, device)
+            self.head_inputs = graph.inputs_for
+
+
 @dataclasses.dataclass
 class _Sample:
     image: np.ndarray  # network size
@@ -136,8 +168,9 @@ class OSVOSTracker(Tracker):
     def _load(self):
         from segtrack.models.oneshot import load_oneshot, resolve_weights
 
-        parent = load_oneshot(resolve_weights(self.params.weights, self.default_weights),
-                              self.device)
+        path = resolve_weights(self.params.weights, self.default_weights)
+        parent = load_oneshot(path, self.device)
+        self._parent, self._parent_path = parent, path
         if parent.cfg.extra != self.extra:
             from segtrack.errors import InputError
 
@@ -180,12 +213,13 @@ class OSVOSTracker(Tracker):
         return np.zeros(self.half, np.float32) if self.extra == 2 else None
 
     def _flow_prev(self, img_prev: np.ndarray, mask_prev: np.ndarray, img: np.ndarray,
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(previous mask warped to ``img`` at stride 2, flow magnitude at stride 2)."""
+                   flow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(previous mask warped to ``img`` at stride 2, flow magnitude at stride 2); ``flow``:
+        the DIS flow from ``img_prev`` to ``img`` when already computed."""
         from segtrack.models.oneshot import dis_flow, flow_magnitude, resize
         from segtrack.trackers.flow import warp_backward
 
-        fl = dis_flow(img_prev, img)
+        fl = dis_flow(img_prev, img) if flow is None else flow
         warped = warp_backward(mask_prev.astype(np.float32), fl, cv2.INTER_LINEAR) > 0.5
         return resize(warped, self.half), resize(flow_magnitude(fl), self.half)
 
@@ -209,11 +243,15 @@ class OSVOSTracker(Tracker):
         return extra_tensor(prevs, flows)
 
     def _features(self, images: list[np.ndarray]) -> dict[int, torch.Tensor]:
-        from segtrack.models.oneshot import images_to_tensor
+        """Backbone taps of network-size uint8 images (4 at a time)."""
+        from segtrack.models.oneshot import STRIDES
 
-        parts = [self.net.features(images_to_tensor(images[i:i + 4]).to(self.device))
-                 for i in range(0, len(images), 4)]
-        return {s: torch.cat([q[s] for q in parts]) for s in parts[0]}
+        parts = []
+        for i in range(0, len(images), 4):
+            x = torch.from_numpy(np.ascontiguousarray(np.stack(images[i:i + 4])))
+            with torch.no_grad():
+                parts.append(self.graphs.features(x.to(self.device)))
+        return {s: torch.cat([q[k] for q in parts]) for k, s in enumerate(STRIDES)}
 
     def sample_loss(self, idx: list[int], rng: np.random.Generator | None = None,
                     flip: bool = False) -> torch.Tensor:
@@ -265,6 +303,13 @@ class OSVOSTracker(Tracker):
         H, W = frame.shape[:2]
         self.size = net_size(H, W, int(self.params.short_side) or self.net.cfg.short_side)
         self.half = (self.size[0] // 2, self.size[1] // 2)
+        from segtrack.runtime import resolve_runtime
+
+        runtime = resolve_runtime(self.params.runtime, self.device)
+        self._graph_key = ("oneshot-graphs", str(self._parent_path), self.size, runtime,
+                           self.device)
+        self.graphs = shared(self._graph_key, lambda: _Graphs(
+            self._parent, self.size, runtime, self.device))
         small = resize(frame, self.size)
         small_mask = resize(mask, self.size)
         if not small_mask.any():  # a tiny object: keep its pixel nearest to the centroid
@@ -273,7 +318,10 @@ class OSVOSTracker(Tracker):
                        min(int(xs.mean() * self.size[1] / W), self.size[1] - 1)] = True
         self.ft_samples = self._samples(small, small_mask, rng) if self.params.finetune else \
             [_Sample(small, resize(small_mask, self.half), flow=self._zero_flow())]
-        self.ft_feats = self._features([s.image for s in self.ft_samples])
+        # copies in torch's own (aligned) memory: fine-tuning on the runtime's output buffers
+        # directly measured 1.7x slower
+        self.ft_feats = {k: v.clone() for k, v in
+                         self._features([s.image for s in self.ft_samples]).items()}
         self.loss_before = self.first_frame_loss()
         self.ft_iters_done = 0
         if self.params.finetune:
@@ -288,9 +336,15 @@ class OSVOSTracker(Tracker):
     # -- tracking -----------------------------------------------------------------------------
     @torch.no_grad()
     def _logits(self, feats, extra: torch.Tensor | None) -> torch.Tensor:
-        return self.net.head(feats, extra)[0, 0]
+        if self.graphs.head is None:
+            return self.net.head(feats, extra)[0, 0]
+        from segtrack.models.oneshot import STRIDES
 
-    def _extra_now(self, small: np.ndarray) -> torch.Tensor | None:
+        ins = [feats[s] for s in STRIDES] + ([extra] if extra is not None else [])
+        return self.graphs.head(*ins, *self.graphs.head_inputs(self.net.head))[0, 0]
+
+    def _extra_now(self, small: np.ndarray, memo: dict) -> torch.Tensor | None:
+        """Extra input channels for ``small`` (``memo``: per-frame values objects share)."""
         return None
 
     def _finish(self, logits: torch.Tensor) -> Prediction:
@@ -306,16 +360,36 @@ class OSVOSTracker(Tracker):
         score = float(prob[mask].mean()) if mask.any() else 0.0
         return make_prediction(mask, score=score, scores=prob.astype(np.float32))
 
-    def _track(self, frame) -> Prediction:
-        from segtrack.models.oneshot import images_to_tensor, resize
+    def batch_key(self):
+        return (self._graph_key, self.name)
 
-        small = resize(frame, self.size)
-        feats = self.net.features(images_to_tensor([small]).to(self.device))
-        extra = self._extra_now(small)
-        logits = self._logits(feats, extra)
-        logits = self._adapt(feats, extra, logits)
-        self.prev_small = small
-        return self._finish(logits)
+    def _track(self, frame) -> Prediction:
+        return self._track_many([self], frame)[0]
+
+    @classmethod
+    def _track_many(cls, trackers: list[OSVOSTracker], frame) -> list[Prediction]:
+        """Several objects on one frame: the frame's backbone features (and for MaskTrack+Flow
+        its flow field) are computed once and shared by every object's head."""
+        from segtrack.models.oneshot import resize
+
+        first = trackers[0]
+        with stage("crop"):
+            small = resize(frame, first.size)
+        with stage("backbone"):
+            feats = first._features([small])
+        shared_flow: dict = {}
+        preds = []
+        for t in trackers:
+            with stage("flow"):
+                extra = t._extra_now(small, shared_flow)
+            with stage("heads"):
+                logits = t._logits(feats, extra)
+            with stage("finetune"):
+                logits = t._adapt(feats, extra, logits)
+            t.prev_small = small
+            with stage("paste"):
+                preds.append(t._finish(logits))
+        return preds
 
     def _adapt(self, feats, extra, logits: torch.Tensor) -> torch.Tensor:
         return logits
@@ -372,7 +446,7 @@ class MaskTrackTracker(OSVOSTracker):
     default_weights = "masktrack"
     extra = 1
 
-    def _extra_now(self, small: np.ndarray) -> torch.Tensor | None:
+    def _extra_now(self, small: np.ndarray, memo: dict) -> torch.Tensor | None:
         from segtrack.models.oneshot import extra_tensor
 
         return extra_tensor([self.prev_mask])
@@ -385,9 +459,11 @@ class MaskTrackFlowTracker(MaskTrackTracker):
     default_weights = "masktrack-flow"
     extra = 2
 
-    def _extra_now(self, small: np.ndarray) -> torch.Tensor | None:
-        from segtrack.models.oneshot import extra_tensor, resize
+    def _extra_now(self, small: np.ndarray, memo: dict) -> torch.Tensor | None:
+        from segtrack.models.oneshot import dis_flow, extra_tensor, resize
 
         prev_full = resize(self.prev_mask, self.size)
-        warped, mag = self._flow_prev(self.prev_small, prev_full, small)
+        if "flow" not in memo:  # one flow field for every object of the frame
+            memo["flow"] = dis_flow(self.prev_small, small)
+        warped, mag = self._flow_prev(self.prev_small, prev_full, small, memo["flow"])
         return extra_tensor([warped], [mag])

@@ -42,6 +42,7 @@ import torch
 
 from segtrack.errors import InputError
 from segtrack.models.shared import shared
+from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
@@ -61,6 +62,42 @@ def _load_backbone(name: str, device: str):
         return fuse_batchnorm(bb.eval()).to(device)
 
     return shared(("rts-backbone", name, device), build)
+
+
+class _Graphs:
+    """The frozen networks of one RTS / LWL configuration, on the chosen runtime: crop features
+    (init, box init), the per-frame graph (:class:`~segtrack.models.rts.infer.FrameGraph`) and
+    the label encoder."""
+
+    def __init__(self, main: Path, seg: Path, use_instance: bool, conditioning: bool,
+                 crop_size: int, runtime: str, device: str) -> None:
+        from segtrack.models.rts.infer import FeatureGraph, FrameGraph, LabelGraph
+        from segtrack.runtime import frozen
+
+        self.net = _load_net(main, device)
+        self.seg_net = _load_net(seg, device)
+        backbone = _load_backbone(self.net.cfg.backbone, device)
+        tag = f"{main.stem}-{seg.stem}-{'i' if use_instance else ''}{'c' if conditioning else ''}"
+        n = crop_size
+        img = torch.zeros(1, n, n, 3, dtype=torch.uint8, device=device)
+        c = self.net.cfg
+        tau = torch.zeros(1, c.enc_dim, c.feat_dim, c.seg_filter, c.seg_filter, device=device)
+        kappa = torch.zeros(1, 1, c.feat_dim, c.inst_filter, c.inst_filter, device=device)
+        batch = {0: "batch"}
+        self.features = frozen(
+            FeatureGraph(backbone, self.seg_net, self.net, use_instance).eval(),
+            f"rts-features-{tag}-{n}", [img], ["image"], {0: batch}, runtime, device)
+        ins = [img, tau, kappa] if use_instance else [img, tau]
+        self.frame = frozen(
+            FrameGraph(backbone, self.seg_net, self.net, use_instance, conditioning).eval(),
+            f"rts-frame-{tag}-{n}", ins, ["image", "tau", "kappa"][: len(ins)],
+            {i: batch for i in range(len(ins))}, runtime, device)
+        n4, n16 = n // 4, n // 16
+        self.label = frozen(
+            LabelGraph(self.seg_net).eval(), f"rts-label-{seg.stem}-{n}",
+            [torch.zeros(1, 1, n4, n4, device=device),
+             torch.zeros(1, c.feat_dim, n16, n16, device=device)],
+            ["mask4", "xs"], {0: batch, 1: batch}, runtime, device)
 
 
 @dataclasses.dataclass
@@ -85,6 +122,7 @@ class RTSParams(TrackerParams):
     inst_init_iters: int = 10
     inst_update_iters: int = 2
     augment: bool = True  # first-frame augmentation: flip, translation, blur
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime on the CPU if installed) | onnx | torch
 
 
 @dataclasses.dataclass
@@ -141,23 +179,29 @@ class RTSTracker(Tracker):
         if p.seg_memory < 1 or p.inst_memory < 1:
             raise InputError("parameters 'seg_memory' and 'inst_memory' must be >= 1")
         from segtrack.models.rts import default_weights, resolve_weights
+        from segtrack.runtime import resolve_runtime
 
         main = resolve_weights(p.weights) if p.weights else default_weights(self.name)
-        self.net = _load_net(main, device)
         if p.seg_weights:
             seg = resolve_weights(p.seg_weights)
         elif self.name == "rts" and not p.conditioning:
             seg = default_weights("lwl")
         else:
             seg = main
-        self.seg_net = _load_net(seg, device)
-        self.backbone = _load_backbone(self.net.cfg.backbone, device)
+        runtime = resolve_runtime(p.runtime, device)
+        self._graph_key = ("rts-graphs", str(main), str(seg), p.use_instance, p.conditioning,
+                           p.crop_size, runtime, device)
+        self.graphs = shared(self._graph_key, lambda: _Graphs(
+            main, seg, p.use_instance, p.conditioning, p.crop_size, runtime, device))
+        self.net = self.graphs.net
+        self.seg_net = self.graphs.seg_net
 
     # -- helpers ---------------------------------------------------------------------------
-    def _features(self, crop_img: np.ndarray) -> dict:
-        from segtrack.models.rts.infer import to_tensor
-
-        return self.backbone(to_tensor(crop_img, self.device))
+    def _crop_features(self, crops: np.ndarray) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
+        """uint8 crops (B, n, n, 3) -> (backbone feature dict, x_s, x_c or None)."""
+        out = self.graphs.features(torch.from_numpy(np.ascontiguousarray(crops)).to(self.device))
+        feats = {4: out[0], 8: out[1], 16: out[2]}
+        return feats, out[3], (out[4] if len(out) > 4 else None)
 
     def box_to_init_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
         from segtrack.models.rts.infer import box_to_mask
@@ -165,7 +209,8 @@ class RTSTracker(Tracker):
         p = self.params
         with torch.no_grad():
             return box_to_mask(
-                self.net, self.backbone, frame, box, p.crop_size, p.search_factor, self.device
+                self.net, lambda img: self._crop_features(img[None])[0], frame, box,
+                p.crop_size, p.search_factor, self.device,
             )
 
     def _crop(self):
@@ -176,8 +221,8 @@ class RTSTracker(Tracker):
         side = min(side, max(self.frame_shape) * 1.0) if self.lost_scale > 1 else side
         return Crop(cx, cy, side, self.params.crop_size)
 
-    def _add_sample(self, feats, xs, xc, mask4: torch.Tensor, center, permanent: bool) -> None:
-        E, W = self.seg_net.label_enc(mask4, xs)
+    def _add_sample(self, xs, xc, mask4: torch.Tensor, center, permanent: bool) -> None:
+        E, W = self.graphs.label(mask4, xs)
         self.seg_mem.add((xs[0], E[0], W[0]), permanent)
         if self.params.use_instance and xc is not None and center is not None:
             self.inst_mem.add((xc[0], center), permanent)
@@ -228,7 +273,7 @@ class RTSTracker(Tracker):
                 ("shift", Crop(base.cx + dx, base.cy + dy, base.side, base.size)),
                 ("blur", base),
             ]
-        first_box = None
+        imgs, masks = [], []
         for kind, crop in variants:
             img = crop_image(frame, crop)
             m4 = crop_mask(mask, crop, n4)
@@ -237,14 +282,17 @@ class RTSTracker(Tracker):
                 m4 = np.ascontiguousarray(m4[:, ::-1])
             elif kind == "blur":
                 img = cv2.GaussianBlur(img, (0, 0), 2.0)
-            feats = self._features(img)
-            xs = self.seg_net.seg_features(feats[16])
-            xc = self.net.cls_features(feats[16]) if p.use_instance else None
+            imgs.append(img)
+            masks.append(m4)
+        _, xs, xc = self._crop_features(np.stack(imgs))  # all variants in one pass
+        first_box = None
+        for k, m4 in enumerate(masks):
             center, cbox = self._center_from_mask(m4, cell4)
-            if kind == "plain":
+            if k == 0:
                 first_box = cbox
-            self._add_sample(feats, xs, xc, torch.from_numpy(m4).to(self.device)[None, None],
-                             center, permanent=True)
+            self._add_sample(xs[k:k + 1], xc[k:k + 1] if xc is not None else None,
+                             torch.from_numpy(m4).to(self.device)[None, None], center,
+                             permanent=True)
         self._learn_seg(p.seg_init_iters)
         if p.use_instance:
             bx = torch.tensor([first_box], dtype=torch.float32, device=self.device)
@@ -261,35 +309,67 @@ class RTSTracker(Tracker):
         b = (x0 / cell4, y0 / cell4, (x1 - x0) / cell4, (y1 - y0) / cell4)
         return (b[0] + b[2] / 2, b[1] + b[3] / 2), b
 
-    @torch.no_grad()
+    def batch_key(self):
+        return self._graph_key
+
     def _track(self, frame) -> Prediction:
-        from segtrack.models.rts.search import crop_image, paste_scores
+        return self._track_many([self], frame)[0]
+
+    @classmethod
+    @torch.no_grad()
+    def _track_many(cls, trackers: list[RTSTracker], frame: np.ndarray) -> list[Prediction]:
+        """One frame for several objects: their crops go through the frozen networks as one
+        batch; each object keeps its own target models, memories and search region."""
+        from segtrack.models.rts.search import crop_image
+
+        first = trackers[0]
+        with stage("crop"):
+            crops = [t._crop() for t in trackers]
+            imgs = torch.from_numpy(np.stack([crop_image(frame, c) for c in crops]))
+        with stage("backbone"):
+            tau = torch.cat([t.tau for t in trackers])
+            ins = [imgs.to(first.device), tau]
+            if first.params.use_instance:
+                ins.append(torch.cat([t.kappa for t in trackers]))
+            out = first.graphs.frame(*ins)
+        preds = []
+        for k, (t, crop) in enumerate(zip(trackers, crops)):
+            row = [o[k:k + 1] for o in out]
+            if t.params.use_instance:
+                xs, xc, sc, prob4 = row
+            else:
+                (xs, prob4), xc, sc = row, None, None
+            preds.append(t._after_frame(frame, crop, xs, xc, sc, prob4))
+        return preds
+
+    def _after_frame(self, frame, crop, xs, xc, sc, prob4) -> Prediction:
+        from segtrack.models.rts.search import paste_scores
 
         p = self.params
         t = self.frame_index
-        crop = self._crop()
-        feats = self._features(crop_image(frame, crop))
-        xs = self.seg_net.seg_features(feats[16])
-        xc = sc = None
-        inst_ok = True
-        peak = None
-        smax = 1.0
-        if p.use_instance:
-            xc = self.net.cls_features(feats[16])
-            sc = self.net.inst_learner.apply(self.kappa, xc[None])  # (1, 1, h, w)
-            smax = float(sc.max())
-            inst_ok = smax > p.t_sc
-            idx = int(torch.argmax(sc))
-            hh, ww = sc.shape[-2:]
-            peak = ((idx % ww) + 0.5, (idx // ww) + 0.5)
-        xm = self.seg_net.seg_learner.apply(self.tau, xs[None])[:, 0]
-        logits = self.seg_net.decode(xm, feats, sc if p.conditioning else None)
-        prob4 = torch.sigmoid(logits)  # (1, 1, n4, n4)
-        prob_np = prob4[0, 0].cpu().numpy()
-        seg_ok = bool((prob_np > p.t_ss).any())
-        full = paste_scores(prob_np, crop, self.frame_shape)
-        mask = full > p.threshold
+        with stage("heads"):
+            peak = None
+            smax = 1.0
+            inst_ok = True
+            if p.use_instance:
+                smax = float(sc.max())
+                inst_ok = smax > p.t_sc
+                idx = int(torch.argmax(sc))
+                ww = sc.shape[-1]
+                peak = ((idx % ww) + 0.5, (idx // ww) + 0.5)
+            prob_np = prob4[0, 0].cpu().numpy()
+        with stage("paste"):
+            seg_ok = bool((prob_np > p.t_ss).any())
+            full = paste_scores(prob_np, crop, self.frame_shape)
+            mask = full > p.threshold
         # memories (rules a-d)
+        with stage("learn"):
+            self._update_memories(t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak)
+        with stage("post"):
+            return self._finish(mask, full, crop, peak, inst_ok, smax)
+
+    def _update_memories(self, t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak) -> None:
+        p = self.params
         n4 = prob_np.shape[0]
         cell4 = n4 / (p.crop_size // 16)
         update = t <= p.update_all_until or t % max(p.update_every, 1) == 0
@@ -297,13 +377,13 @@ class RTSTracker(Tracker):
             if p.use_instance:
                 if inst_ok and seg_ok:
                     center, _ = self._center_from_mask(prob_np, cell4)
-                    self._add_sample(feats, xs, xc, prob4, center, permanent=False)
+                    self._add_sample(xs, xc, prob4, center, permanent=False)
                     self.seg_changed = self.inst_changed = True
                 elif inst_ok:
                     self.inst_mem.add((xc[0], peak))
                     self.inst_changed = True
             elif seg_ok:
-                self._add_sample(feats, xs, None, prob4, None, permanent=False)
+                self._add_sample(xs, None, prob4, None, permanent=False)
                 self.seg_changed = True
         if t % max(p.learn_every, 1) == 0:
             if self.seg_changed:
@@ -312,6 +392,9 @@ class RTSTracker(Tracker):
             if p.use_instance and self.inst_changed:
                 self._learn_inst(p.inst_update_iters)
                 self.inst_changed = False
+
+    def _finish(self, mask, full, crop, peak, inst_ok, smax) -> Prediction:
+        p = self.params
         # target state for the next search region
         if mask.any():
             ys, xs_ = np.nonzero(mask)

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 
 from segtrack.errors import InputError
+from segtrack.models.rts.search import crop_image
 from segtrack.models.shared import shared
+from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
@@ -56,6 +58,40 @@ def _load_backbone(name: str, device: str):
     return shared(("siammask-backbone", name, device), build)
 
 
+class _Graphs:
+    """The frozen networks of one SiamMask configuration on the chosen runtime."""
+
+    def __init__(self, net, backbone, tag: str, search: int, runtime: str, device: str) -> None:
+        from segtrack.models.siammask import (
+            EXEMPLAR, FEAT_CH, BackboneGraph, RefineGraph, SearchGraph, TemplateGraph,
+        )
+        from segtrack.runtime import frozen
+
+        def img(n: int) -> torch.Tensor:
+            return torch.zeros(1, n, n, 3, dtype=torch.uint8, device=device)
+
+        # ONNX Runtime uses every core (it does not busy-wait, so it shares the CPU well);
+        # ``threads`` caps torch's own threads
+        kw = {"runtime": runtime, "device": device}
+        self.template = frozen(TemplateGraph(backbone, net).eval(), f"siammask-template-{tag}",
+                               [img(EXEMPLAR)], ["image"], None, **kw)
+        self.backbone = frozen(BackboneGraph(backbone).eval(), f"siammask-backbone-{search}",
+                               [img(search)], ["image"], {0: {0: "batch"}}, **kw)
+        with torch.no_grad():
+            kernel = self.template(img(EXEMPLAR))
+            f4, f8, f16 = BackboneGraph(backbone)(img(search))
+        self.search = frozen(SearchGraph(net).eval(), f"siammask-search-{tag}-{search}",
+                             [f16, kernel], ["f16", "kernel"], None, **kw)
+        self.refine = None
+        if net.refine is not None:
+            C = net.cfg.channels
+            self.refine = frozen(
+                RefineGraph(net).eval(), f"siammask-refine-{tag}",
+                [torch.zeros(1, C), torch.zeros(1, FEAT_CH[16], 16, 16),
+                 torch.zeros(1, FEAT_CH[8], 16, 16), torch.zeros(1, FEAT_CH[4], 32, 32)],
+                ["row", "f16", "f8", "f4"], None, **kw)
+
+
 @dataclasses.dataclass
 class SiamMaskParams(TrackerParams):
     weights: str = ""  # "" = the committed weights/<method>.pt
@@ -70,6 +106,7 @@ class SiamMaskParams(TrackerParams):
     # objects (synthetic test video: mean IoU 0.41 vs > 0.5), so 255 stays the default.
     search_size: int = 255
     threads: int = 1  # torch threads while tracking (0 = leave torch's setting); the CPU is shared
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime on the CPU if installed) | onnx | torch
 
 
 def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
@@ -112,6 +149,12 @@ class SiamMaskTracker(Tracker):
             raise InputError(f"weights '{path}' are a {self.net.cfg.variant} SiamMask, "
                              f"method '{self.name}' needs {self.variant}")
         self.backbone = _load_backbone(self.net.cfg.backbone, device)
+        from segtrack.runtime import resolve_runtime
+
+        runtime = resolve_runtime(p.runtime, device)
+        self._graph_key = ("siammask-graphs", str(path), int(p.search_size), runtime, device)
+        self.graphs = shared(self._graph_key, lambda: _Graphs(
+            self.net, self.backbone, path.stem, int(p.search_size), runtime, device))
         self.anchors = make_anchors(self.net.cfg, self.n)
         han = np.hanning(self.n)
         self.window = np.outer(han, han)[None]
@@ -144,22 +187,49 @@ class SiamMaskTracker(Tracker):
         self.size = np.array([float(w), float(h)])
         s_z, _ = context_sides(w, h)
         z = crop_image(frame, Crop(self.center[0], self.center[1], s_z, EXEMPLAR))
-        feats = self.backbone(_to_tensor(z, self.device))
-        self.kernel = self.net.template(feats[16])
+        self.kernel = self.graphs.template(torch.from_numpy(z)[None].to(self.device))
 
+    def batch_key(self):
+        return self._graph_key
+
+    @classmethod
+    def _track_many(cls, trackers: list[SiamMaskTracker], frame: np.ndarray) -> list[Prediction]:
+        """Several objects: their search crops go through the backbone as one batch."""
+        first = trackers[0]
+        return first._threaded(cls._track_many_impl, trackers, frame)
+
+    @classmethod
     @torch.no_grad()
+    def _track_many_impl(cls, trackers, frame) -> list[Prediction]:
+        with stage("crop"):
+            crops = [t._search_crop(frame) for t in trackers]
+            imgs = torch.from_numpy(np.stack([crop_image(frame, c) for c in crops]))
+        with stage("backbone"):
+            f4, f8, f16 = trackers[0].graphs.backbone(imgs.to(trackers[0].device))
+        return [t._after_backbone(frame, c, {4: f4[k:k + 1], 8: f8[k:k + 1], 16: f16[k:k + 1]})
+                for k, (t, c) in enumerate(zip(trackers, crops))]
+
+    def _search_crop(self, frame: np.ndarray):
+        from segtrack.models.rts.search import Crop
+        from segtrack.models.siammask import context_sides
+
+        S = int(self.params.search_size)
+        _, s_x = context_sides(*self.size, search=S)
+        return Crop(float(self.center[0]), float(self.center[1]), s_x, S)
+
     def _track_impl(self, frame: np.ndarray) -> Prediction:
-        from segtrack.models.rts.search import Crop, crop_image, paste_scores
-        from segtrack.models.siammask import STRIDE, WINDOW, context_sides, decode_boxes
+        return self._track_many_impl([self], frame)[0]
+
+    def _after_backbone(self, frame: np.ndarray, crop, feats: dict) -> Prediction:
+        from segtrack.models.rts.search import Crop, paste_scores
+        from segtrack.models.siammask import STRIDE, WINDOW, decode_boxes
 
         p = self.params
         H, W = frame.shape[:2]
-        S = int(p.search_size)
-        _, s_x = context_sides(*self.size, search=S)
-        crop = Crop(float(self.center[0]), float(self.center[1]), s_x, S)
-        feats = self.backbone(_to_tensor(crop_image(frame, crop), self.device))
-        corr = self.net.correlate(self.kernel, feats[16])
-        score_t, box_t = self.net.heads(corr)
+        with stage("heads"):
+            out = self.graphs.search(feats[16], self.kernel)
+        corr, score_t = out[0], out[1]
+        box_t = out[2] if len(out) > 2 else None
         prob = torch.sigmoid(score_t[0]).numpy().astype(np.float64)  # (k, n, n)
         scale = crop.scale
         tw, th = self.size * scale
@@ -176,13 +246,14 @@ class SiamMaskTracker(Tracker):
         a, i, j = np.unravel_index(int(np.argmax(pscore)), pscore.shape)
         best = float(prob[a, i, j])
         # mask of the best RoW, pasted back into the frame
-        logits = self.net.masks(corr, feats, torch.tensor([0]), torch.tensor([int(i)]),
-                                torch.tensor([int(j)]))
+        with stage("heads"):
+            logits = self._mask_logits(corr, feats, int(i), int(j))
         mprob = torch.sigmoid(logits[0]).numpy()
         wx, wy = crop.point_to_frame(STRIDE * j + WINDOW / 2, STRIDE * i + WINDOW / 2)
         wcrop = Crop(wx, wy, WINDOW / scale, mprob.shape[0])
-        scores = paste_scores(mprob, wcrop, (H, W))
-        mask = scores > p.threshold
+        with stage("paste"):
+            scores = paste_scores(mprob, wcrop, (H, W))
+            mask = scores > p.threshold
         extra: dict = {}
         if boxes is not None:
             bcx, bcy = crop.point_to_frame(boxes[a, i, j, 0], boxes[a, i, j, 1])
@@ -207,6 +278,16 @@ class SiamMaskTracker(Tracker):
 
             extra["opt_box"] = mask_to_opt_box(mask)
         return make_prediction(mask, score=best, scores=scores, **extra)
+
+
+    def _mask_logits(self, corr, feats, i: int, j: int) -> torch.Tensor:
+        """Mask logits (1, S, S) of the RoW (i, j)."""
+        if self.graphs.refine is None:
+            return self.net.masks(corr, feats, torch.tensor([0]), torch.tensor([i]),
+                                  torch.tensor([j]))
+        return self.graphs.refine(corr[:, :, i, j], feats[16][:, :, i:i + 16, j:j + 16],
+                                  feats[8][:, :, i:i + 16, j:j + 16],
+                                  feats[4][:, :, 2 * i:2 * i + 32, 2 * j:2 * j + 32])
 
 
 class SiamMask2BTracker(SiamMaskTracker):

@@ -106,8 +106,10 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._dynamic:
             kh, kw = self.kernel_size
-            top, bottom = _same_pad(x.shape[-2], kh, self.stride[0], self.dilation[0])
-            left, right = _same_pad(x.shape[-1], kw, self.stride[1], self.dilation[1])
+            # int(): sizes are plain numbers also while exporting (ONNX integer division
+            # truncates where Python floors, which would change the padding of odd sizes)
+            top, bottom = _same_pad(int(x.shape[-2]), kh, self.stride[0], self.dilation[0])
+            left, right = _same_pad(int(x.shape[-1]), kw, self.stride[1], self.dilation[1])
             if top or bottom or left or right:
                 x = F.pad(x, (left, right, top, bottom))
         return super().forward(x)

@@ -22,15 +22,20 @@ def to_tensor(img: np.ndarray, device: str = "cpu") -> torch.Tensor:
 
 @torch.no_grad()
 def box_to_mask(
-    net, backbone, image: np.ndarray, box: tuple[float, ...], size: int = 288,
+    net, features, image: np.ndarray, box: tuple[float, ...], size: int = 288,
     factor: float = 4.0, device: str = "cpu", threshold: float = 0.5,
 ) -> np.ndarray:
     """Frame-size bool mask of the object inside ``box`` (x, y, w, h); the filled box itself
-    when the network finds nothing."""
+    when the network finds nothing.  ``features`` maps a uint8 crop (size, size, 3) to the
+    backbone's ``{4, 8, 16}`` feature dict (a torch backbone is accepted too)."""
     x, y, w, h = (float(v) for v in box)
     H, W = image.shape[:2]
     crop = Crop(x + w / 2, y + h / 2, search_side(w, h, (H, W), factor), size)
-    feats = backbone(to_tensor(crop_image(image, crop), device))
+    img = crop_image(image, crop)
+    if isinstance(features, torch.nn.Module):
+        feats = features(to_tensor(img, device))
+    else:
+        feats = features(img)
     cb = crop.box_to_crop((x, y, w, h))
     n4 = feats[4].shape[-1]
     bm = box_map(tuple(v / (size / n4) for v in cb), n4)
@@ -72,3 +77,63 @@ def fuse_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
             conv.bias = nn.Parameter(new_bias)
             setattr(mod, name, nn.Identity())
     return module
+
+
+def images_in(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1] (inside the exported graphs, so the
+    runtime gets the crops as they come from OpenCV)."""
+    return x.permute(0, 3, 1, 2).float() / 255
+
+
+class FeatureGraph(torch.nn.Module):
+    """Crops -> backbone features (strides 4, 8, 16), x_s and (``use_instance``) x_c."""
+
+    def __init__(self, backbone, seg_net, net, use_instance: bool) -> None:
+        super().__init__()
+        self.backbone, self.seg_net, self.net = backbone, seg_net, net
+        self.use_instance = use_instance
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self.backbone(images_in(img))
+        xs = self.seg_net.seg_features(f[16])
+        if not self.use_instance:
+            return f[4], f[8], f[16], xs
+        return f[4], f[8], f[16], xs, self.net.cls_features(f[16])
+
+
+class FrameGraph(torch.nn.Module):
+    """Everything RTS / LWL compute on a tracked frame that does not learn online: backbone,
+    x_s, x_c, the target models T_τ and T_κ applied (τ, κ are inputs: they change online),
+    H_θ and the decoder; returns x_s, (x_c, s_c,) and the stride-4 probability.  A batch holds
+    one crop per object, each with its own τ / κ."""
+
+    def __init__(self, backbone, seg_net, net, use_instance: bool, conditioning: bool) -> None:
+        super().__init__()
+        self.backbone, self.seg_net, self.net = backbone, seg_net, net
+        self.use_instance, self.conditioning = use_instance, conditioning
+
+    def forward(self, img: torch.Tensor, tau: torch.Tensor,
+                kappa: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        f = self.backbone(images_in(img))
+        xs = self.seg_net.seg_features(f[16])
+        from segtrack.models.rts.learners import per_sample_conv
+
+        fs = self.seg_net.seg_learner.filter_size
+        xm = per_sample_conv(xs, tau, fs // 2)  # T_τ(x_s), = seg_learner.apply
+        if not self.use_instance:
+            return xs, torch.sigmoid(self.seg_net.decode(xm, f, None))
+        xc = self.net.cls_features(f[16])
+        sc = per_sample_conv(xc, kappa, self.net.inst_learner.filter_size // 2)  # (B, 1, h, w)
+        logits = self.seg_net.decode(xm, f, sc if self.conditioning else None)
+        return xs, xc, sc, torch.sigmoid(logits)
+
+
+class LabelGraph(torch.nn.Module):
+    """E_θ and W_θ: (mask at stride 4, x_s) -> (label encoding, weights)."""
+
+    def __init__(self, seg_net) -> None:
+        super().__init__()
+        self.label_enc = seg_net.label_enc
+
+    def forward(self, mask4: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.label_enc(mask4, xs)

@@ -49,6 +49,25 @@ def batched_conv(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor
     return out.reshape(N, B, K, out.shape[-2], out.shape[-1]).permute(1, 0, 2, 3, 4)
 
 
+def per_sample_conv(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor:
+    """x (B, C, H, W) convolved with each sample's own filter w (B, K, C, k, k) -> (B, K, H', W').
+
+    The same values as :func:`batched_conv` with N = 1, written as a sum of k² matrix products
+    over shifted copies of x, so that it exports to ONNX with a variable batch (a grouped
+    convolution whose kernel shape depends on the batch does not)."""
+    k = w.shape[-1]
+    xp = F.pad(x, (padding, padding, padding, padding))
+    H = xp.shape[-2] - k + 1
+    W = xp.shape[-1] - k + 1
+    out = None
+    for dy in range(k):
+        for dx in range(k):
+            term = torch.einsum("bchw,bkc->bkhw", xp[:, :, dy:dy + H, dx:dx + W],
+                                w[:, :, :, dy, dx])
+            out = term if out is None else out + term
+    return out
+
+
 class SegmentationLearner(nn.Module):
     """A_θ: steepest descent on Eq. 5.1 for the target model T_τ (a k x k conv, C -> K)."""
 

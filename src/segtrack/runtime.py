@@ -1,0 +1,238 @@
+"""Inference runtime for the networks that do not learn online.
+
+Frozen backbones, frozen heads and decoders run through ONNX Runtime on the CPU: each torch
+module is exported to ONNX the first time it is used and cached on disk, so later runs only load
+it.  Parts that learn online (RTS learners, first-frame fine-tuning) stay in torch; so does
+everything on ``--device cuda``.  Weights that change online (RTS target models, a fine-tuned
+OSVOS head) enter the exported graph as *inputs*, so one export serves every video.
+
+Choice of ONNX Runtime over OpenVINO (both measured, BENCHMARKS.md): the same speed on this CPU
+within noise for the EfficientNet-Lite0 backbone, dynamic batch and image sizes without
+recompiling, and a third of the install size.
+
+* ``runtime="auto"`` (the default of every learned method): ONNX Runtime on the CPU when it is
+  installed, else torch.  ``"onnx"`` insists (a clear error when it is missing), ``"torch"``
+  runs the modules eagerly.
+* The cache lives in ``$SEGTRACK_CACHE`` (default ``~/.cache/segtrack``), one file per network
+  named by a digest of its weights, its code, the input layout and the torch version: a weight
+  change gives a new digest, so a stale file is never used (it is rebuilt, and the old one
+  removed).  Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from segtrack.errors import InputError
+
+RUNTIMES = ("auto", "onnx", "torch")
+OPSET = 17
+#: how many ONNX exports this process made (tests: a cached network is not re-exported)
+EXPORTS = 0
+_SESSIONS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """The folder of exported networks (``$SEGTRACK_CACHE`` or ``~/.cache/segtrack``)."""
+    root = os.environ.get("SEGTRACK_CACHE")
+    if root:
+        return Path(root).expanduser() / "onnx"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "segtrack" / "onnx"
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_runtime(runtime: str, device: str = "cpu") -> str:
+    """``"onnx"`` or ``"torch"`` for ``runtime`` on ``device``; InputError when impossible."""
+    r = str(runtime).strip().lower()
+    if r not in RUNTIMES:
+        raise InputError(f"parameter 'runtime': '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    if not str(device).startswith("cpu"):
+        if r == "onnx":
+            raise InputError("parameter 'runtime': onnx runs on the CPU only; use runtime=torch "
+                             "(or auto) with --device cuda")
+        return "torch"
+    if r == "torch":
+        return "torch"
+    if onnx_available():
+        return "onnx"
+    if r == "onnx":
+        raise InputError("parameter 'runtime': onnx needs the packages onnx and onnxruntime "
+                         "(pip install onnx onnxruntime)")
+    return "torch"
+
+
+def _digest(name: str, module: nn.Module, inputs: Sequence[torch.Tensor],
+            dynamic: dict[str, dict[int, str]]) -> str:
+    h = hashlib.sha256()
+    h.update(f"{name}|{torch.__version__}|opset{OPSET}".encode())
+    for i, x in enumerate(inputs):  # variable axes do not count, fixed ones do
+        var = dynamic.get(f"in{i}", {})
+        dims = tuple("*" if a in var else d for a, d in enumerate(x.shape))
+        h.update(f"{dims}{x.dtype}".encode())
+    seen: set[type] = set()
+    for m in module.modules():
+        cls = type(m)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        try:
+            h.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):
+            h.update(cls.__qualname__.encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def _flatten(out: Any) -> tuple[list[torch.Tensor], Any]:
+    """Tensors of a module output (tensor, tuple/list or dict) and how to rebuild it."""
+    if isinstance(out, torch.Tensor):
+        return [out], None
+    if isinstance(out, dict):
+        keys = list(out)
+        return [out[k] for k in keys], ("dict", keys)
+    return list(out), ("tuple", len(out))
+
+
+def _rebuild(tensors: list[torch.Tensor], spec: Any) -> Any:
+    if spec is None:
+        return tensors[0]
+    if spec[0] == "dict":
+        return dict(zip(spec[1], tensors))
+    return tuple(tensors)
+
+
+class _Flat(nn.Module):
+    """Wraps a module so that its output is a flat tuple (what the exporter wants)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(_flatten(self.module(*xs))[0])
+
+
+def export(module: nn.Module, path: Path, inputs: Sequence[torch.Tensor],
+           input_names: Sequence[str], output_names: Sequence[str],
+           dynamic: dict[str, dict[int, str]]) -> None:
+    """Export ``module`` to ``path`` (atomically: a temporary file renamed into place)."""
+    global EXPORTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Flat(module).eval(), tuple(inputs), tmp, dynamo=False, opset_version=OPSET,
+                input_names=list(input_names), output_names=list(output_names),
+                dynamic_axes=dynamic, do_constant_folding=True,
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        EXPORTS += 1
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(int(threads), 1)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no busy-waiting between operators: the CPU is shared with decoding, flow and the learners
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class OnnxModule(nn.Module):
+    """A frozen torch module run by ONNX Runtime, called like the module (torch tensors in,
+    the module's output structure out: tensor, tuple or dict)."""
+
+    def __init__(self, module: nn.Module, name: str, inputs: Sequence[torch.Tensor],
+                 input_names: Sequence[str], dynamic: dict[int, dict[int, str]] | None = None,
+                 threads: int = 0) -> None:
+        super().__init__()
+        module = module.eval()
+        with torch.no_grad():
+            sample, self._spec = _flatten(module(*inputs))
+        self.input_names = list(input_names)
+        self.output_names = [f"out{i}" for i in range(len(sample))]
+        dyn = {self.input_names[i]: axes for i, axes in (dynamic or {}).items()}
+        key = _digest(name, module, inputs, {f"in{i}": a for i, a in (dynamic or {}).items()})
+        self.path = cache_dir() / f"{name}-{key}.onnx"
+        threads = int(threads) or torch.get_num_threads()
+        with _LOCK:
+            skey = f"{self.path}|{threads}"
+            sess = _SESSIONS.get(skey)
+            if sess is None:
+                if not self.path.is_file():
+                    for old in self.path.parent.glob(f"{name}-*.onnx"):  # stale versions
+                        try:
+                            old.unlink()
+                        except OSError:
+                            pass
+                    export(module, self.path, inputs, self.input_names, self.output_names, dyn)
+                sess = _session(self.path, threads)
+                _SESSIONS[skey] = sess
+        self.session = sess
+
+    def run_numpy(self, *xs: np.ndarray) -> list[np.ndarray]:
+        feed = {n: np.ascontiguousarray(x, dtype=np.float32 if x.dtype.kind == "f" else x.dtype)
+                for n, x in zip(self.input_names, xs)}
+        return self.session.run(self.output_names, feed)
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        outs = self.run_numpy(*(x.detach().cpu().numpy() for x in xs))
+        return _rebuild([torch.from_numpy(o) for o in outs], self._spec)
+
+
+def frozen(module: nn.Module, name: str, inputs: Sequence[torch.Tensor],
+           input_names: Sequence[str], dynamic: dict[int, dict[int, str]] | None = None,
+           runtime: str = "auto", device: str = "cpu", threads: int = 0) -> nn.Module:
+    """``module`` itself (runtime torch) or its ONNX Runtime twin (runtime onnx / auto on CPU).
+
+    ``inputs`` are example inputs (shapes for the export), ``dynamic`` maps an input's position
+    to its variable axes (``{0: {0: "batch"}}``).  Only make axes variable that no shape
+    arithmetic of the module depends on: the exporter traces Python arithmetic on sizes (the
+    backbones' "SAME" padding) as constants, so image sizes stay fixed and a network is exported
+    once per input size (each its own cache file).
+    """
+    if resolve_runtime(runtime, device) == "torch":
+        return module
+    return OnnxModule(module, name, inputs, input_names, dynamic, threads)
+
+
+def clear_sessions() -> None:
+    """Forget the loaded sessions (tests)."""
+    with _LOCK:
+        _SESSIONS.clear()
