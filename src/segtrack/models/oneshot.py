@@ -287,12 +287,12 @@ class HeadGraph(nn.Module):
         has_extra = bool(self.head.cfg.extra)
         extra = args[n] if has_extra else None
         prm = list(args[n + int(has_extra):])
-        size = feats[2].shape[-2:]
+        size = (int(feats[2].shape[-2]), int(feats[2].shape[-1]))  # fixed sizes in the export
         outs = []
         for k, s in enumerate(STRIDES):
             f = feats[s]
             if has_extra:
-                e = F.interpolate(extra, size=f.shape[-2:], mode="area")
+                e = F.interpolate(extra, size=(int(f.shape[-2]), int(f.shape[-1])), mode="area")
                 f = torch.cat([f, e.to(f.dtype)], 1)
             o = F.relu(F.conv2d(f, prm[2 * k], prm[2 * k + 1], padding=1))
             if o.shape[-2:] != size:

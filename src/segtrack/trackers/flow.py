@@ -23,6 +23,7 @@ import dataclasses
 import cv2
 import numpy as np
 
+from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
@@ -109,17 +110,39 @@ class FlowTracker(Tracker):
             values, gx + flow[..., 0], gy + flow[..., 1], interp, borderMode=cv2.BORDER_REPLICATE
         )
 
-    def _track(self, frame) -> Prediction:
-        p = self.params
-        gray = self._small_gray(frame)
+    def batch_key(self):
+        # every tracked object's previous frame is the previous frame of the video, so objects
+        # with the same settings share the flow fields
+        return ("flow", dataclasses.astuple(self.params), self._small_size)
+
+    def _flows(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(backward flow, forward flow or None) between the previous frame and ``gray``."""
         # backward flow: for each pixel of the current frame, where it was in the previous one
-        flow_back = self._dis.calc(gray, self._prev_gray, None)
+        back = self._dis.calc(gray, self._prev_gray, None)
+        fwd = self._dis.calc(self._prev_gray, gray, None) if self.params.fb_check else None
+        return back, fwd
+
+    @classmethod
+    def _track_many(cls, trackers: list[FlowTracker], frame) -> list[Prediction]:
+        """One flow computation for every object (they share the previous frame)."""
+        first = trackers[0]
+        gray = first._small_gray(frame)
+        with stage("flow"):
+            flows = first._flows(gray)
+        return [t._propagate(frame, gray, flows) for t in trackers]
+
+    def _track(self, frame) -> Prediction:
+        gray = self._small_gray(frame)
+        return self._propagate(frame, gray, self._flows(gray))
+
+    def _propagate(self, frame, gray: np.ndarray, flows) -> Prediction:
+        p = self.params
+        flow_back, flow_fwd = flows
         prob = self._remap(self._prob, flow_back, self._interp)
         labels = (prob > p.threshold).astype(np.uint8)
         unreliable = None
         frac_unreliable = 0.0
         if p.fb_check:
-            flow_fwd = self._dis.calc(self._prev_gray, gray, None)
             back = self._remap(labels, flow_fwd, cv2.INTER_NEAREST)  # L_F warped to t-1
             labels_bf = self._remap(back, flow_back, cv2.INTER_NEAREST)  # and forward again
             unreliable = labels_bf != labels  # Eq. 3.3

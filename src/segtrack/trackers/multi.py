@@ -18,7 +18,7 @@ import numpy as np
 
 from segtrack.errors import InputError
 from segtrack.profiling import stage
-from segtrack.trackers.base import Tracker, check_frame, make_prediction
+from segtrack.trackers.base import Tracker, make_prediction
 from segtrack.types import Prediction
 
 

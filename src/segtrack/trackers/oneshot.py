@@ -65,7 +65,7 @@ class OSVOSParams(TrackerParams):
     aug_flip: bool = True
     lucid: bool = False  # add Lucid data dreaming samples
     lucid_samples: int = 8
-    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime on the CPU if installed) | onnx | torch
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
 
 
 @dataclasses.dataclass
@@ -132,7 +132,7 @@ class _Graphs:
         self.features = frozen(FeatureGraph(parent.backbone).eval(), f"oneshot-features-{tag}",
                                [img], ["image"], batch, runtime, device)
         self.head = None
-        if runtime == "onnx":
+        if runtime in ("onnx", "openvino"):
             graph = HeadGraph(parent.head).eval()
             with torch.no_grad():
                 taps = list(FeatureGraph(parent.backbone)(img))

@@ -122,7 +122,7 @@ class RTSParams(TrackerParams):
     inst_init_iters: int = 10
     inst_update_iters: int = 2
     augment: bool = True  # first-frame augmentation: flip, translation, blur
-    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime on the CPU if installed) | onnx | torch
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
 
 
 @dataclasses.dataclass

@@ -63,7 +63,12 @@ class _Graphs:
 
     def __init__(self, net, backbone, tag: str, search: int, runtime: str, device: str) -> None:
         from segtrack.models.siammask import (
-            EXEMPLAR, FEAT_CH, BackboneGraph, RefineGraph, SearchGraph, TemplateGraph,
+            EXEMPLAR,
+            FEAT_CH,
+            BackboneGraph,
+            RefineGraph,
+            SearchGraph,
+            TemplateGraph,
         )
         from segtrack.runtime import frozen
 
@@ -106,7 +111,7 @@ class SiamMaskParams(TrackerParams):
     # objects (synthetic test video: mean IoU 0.41 vs > 0.5), so 255 stays the default.
     search_size: int = 255
     threads: int = 1  # torch threads while tracking (0 = leave torch's setting); the CPU is shared
-    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime on the CPU if installed) | onnx | torch
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
 
 
 def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
