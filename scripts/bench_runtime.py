@@ -54,7 +54,7 @@ def engines(out: Path) -> list[dict]:
         m = OnnxModule(bb, "bench-lite0-s16", [x], ["image"], None, threads=th)
         o = m(x)
         d = max(float((o[k] - ref[k]).abs().max()) for k in ref)
-        rows.append({"engine": "onnxruntime", "threads": th, "ms": timed(lambda: m(x)),
+        rows.append({"engine": "onnxruntime", "threads": th, "ms": timed(lambda m=m: m(x)),
                      "max_abs_diff": d})
         try:
             import openvino as ov
@@ -68,7 +68,7 @@ def engines(out: Path) -> list[dict]:
             d = max(float(np.abs(np.asarray(v) - ref[k].numpy()).max())
                     for k, v in zip(sorted(ref), res.values()))
             rows.append({"engine": "openvino", "threads": th,
-                         "ms": timed(lambda: req.infer({0: xn})), "max_abs_diff": d})
+                         "ms": timed(lambda r=req, v=xn: r.infer({0: v})), "max_abs_diff": d})
         except ImportError:
             pass
     torch.set_num_threads(2)

@@ -80,8 +80,8 @@ def test_cache_reused_and_rebuilt_after_weight_change(tmp_path):
 
 
 def test_rts_graphs_match_torch():
-    from segtrack.trackers.rts import _Graphs
     from segtrack.models.rts import default_weights
+    from segtrack.trackers.rts import _Graphs
 
     w = default_weights("rts")
     g_t = _Graphs(w, w, True, True, 288, "torch", "cpu")

@@ -219,7 +219,7 @@ class OnnxModule(nn.Module):
         dyn = {self.input_names[i]: axes for i, axes in (dynamic or {}).items()}
         key = _digest(name, module, inputs, {f"in{i}": a for i, a in (dynamic or {}).items()})
         self.path = cache_dir() / f"{name}-{key}.onnx"
-        threads = int(threads) or int(os.environ.get("SEGTRACK_RT_THREADS", 0)) or torch.get_num_threads()
+        threads = int(threads) or torch.get_num_threads()
         with _LOCK:
             skey = f"{self.path}|{threads}|{backend}"
             sess = _SESSIONS.get(skey)
@@ -267,3 +267,31 @@ def clear_sessions() -> None:
     """Forget the loaded sessions (tests)."""
     with _LOCK:
         _SESSIONS.clear()
+
+
+class LazyFrozen(nn.Module):
+    """:func:`frozen` for a module whose input size is known only when it is first called
+    (a frame size): one exported network per input shape, made on first use of that shape."""
+
+    def __init__(self, module: nn.Module, name: str, input_names: Sequence[str],
+                 runtime: str = "auto", device: str = "cpu") -> None:
+        super().__init__()
+        self.module = module.eval()
+        self.name = name
+        self.input_names = list(input_names)
+        self.runtime = resolve_runtime(runtime, device)
+        self.device = device
+        self._by_shape: dict[tuple, nn.Module] = {}
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        if self.runtime == "torch":
+            with torch.no_grad():
+                return self.module(*xs)
+        key = tuple(tuple(x.shape) for x in xs)
+        net = self._by_shape.get(key)
+        if net is None:
+            dims = "-".join("x".join(str(d) for d in s[1:]) for s in key)
+            net = frozen(self.module, f"{self.name}-{dims}", list(xs), self.input_names,
+                         {i: {0: "batch"} for i in range(len(xs))}, self.runtime, self.device)
+            self._by_shape[key] = net
+        return net(*xs)

@@ -372,6 +372,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         from segtrack.models.backbones import build_backbone
 
+        self.name = name
         self.net = build_backbone(name, pretrained=pretrained, freeze_bn=True,
                                   out_strides=(FEATURE_STRIDE,))
         self.net.eval()

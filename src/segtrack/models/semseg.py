@@ -129,11 +129,25 @@ def to_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torch.T
 
 
 @torch.no_grad()
-def predict_probs(model: SemSeg, image: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Class probabilities (C, H, W) float32 of an RGB frame, at the frame's own size."""
+class SemSegGraph(nn.Module):
+    """Backbone + head -> class logits at stride 4 (what the inference runtime exports)."""
+
+    def __init__(self, model: SemSeg) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.head(self.model.backbone(x))
+
+
+def predict_probs(model: SemSeg, image: np.ndarray, device: str = "cpu",
+                  net: nn.Module | None = None) -> np.ndarray:
+    """Class probabilities (C, H, W) float32 of an RGB frame, at the frame's own size
+    (``net``: the model's :class:`SemSegGraph` on a runtime, see :mod:`segtrack.runtime`)."""
     h, w = image.shape[:2]
     x = to_tensor(image, network_size(h, w, model.cfg.input_multiple)).to(device)
-    logits = model.head(model.features(x))
+    with torch.no_grad():
+        logits = net(x) if net is not None else model.head(model.features(x))
     logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
     return torch.softmax(logits, 1)[0].cpu().numpy()
 

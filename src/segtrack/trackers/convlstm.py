@@ -44,6 +44,7 @@ class ConvLSTMParams(TrackerParams):
     warmup: int = 4  # copies of the first map fed to the global model before frame 1
     roi_factor: float = 2.0  # first ROI side / longer side of the mask's box (§3.3)
     threads: int = 0  # torch threads while tracking (0 = leave torch's setting)
+    runtime: str = "auto"  # frozen backbone: auto (ONNX Runtime if installed) | onnx | torch
 
 
 _CACHE: dict = {}
@@ -98,7 +99,13 @@ class ConvLSTMTracker(Tracker):
         crop = M.crop_roi(image, roi, cfg.roi)
         x = M.to_tensor_rgb(crop[None]).to(self.device)
         if mask is None:
-            return fx(x)
+            from segtrack.models.shared import shared
+            from segtrack.runtime import LazyFrozen
+
+            net = shared(("convlstm-features", id(fx), self.params.runtime, self.device),
+                         lambda: LazyFrozen(fx, f"convlstm-features-{fx.name}", ["image"],
+                                            self.params.runtime, self.device))
+            return net(x)
         mc = M.crop_roi(mask.astype(np.float32), roi, cfg.roi)
         mt = torch.from_numpy(mc)[None, None].to(self.device)
         return fx(x), fx(x, mt)

@@ -133,7 +133,9 @@ class FlowTracker(Tracker):
 
     def _track(self, frame) -> Prediction:
         gray = self._small_gray(frame)
-        return self._propagate(frame, gray, self._flows(gray))
+        with stage("flow"):
+            flows = self._flows(gray)
+        return self._propagate(frame, gray, flows)
 
     def _propagate(self, frame, gray: np.ndarray, flows) -> Prediction:
         p = self.params

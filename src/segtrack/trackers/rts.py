@@ -395,11 +395,18 @@ class RTSTracker(Tracker):
 
     def _finish(self, mask, full, crop, peak, inst_ok, smax) -> Prediction:
         p = self.params
+        found = bool(mask.any())
+        score = min(max(smax, 0.0), 1.0) if p.use_instance else (
+            float(full[mask].mean()) if found else 0.0
+        )
+        if not found:
+            score = 0.0 if not p.use_instance else min(score, 0.3)
+        pred = make_prediction(mask, score=score, scores=full, instance_max=smax,
+                               search_region=(crop.cx, crop.cy, crop.side))
         # target state for the next search region
-        if mask.any():
-            ys, xs_ = np.nonzero(mask)
-            x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
-            self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0), float(y1 - y0))
+        if found:
+            x, y, w, h = pred.box  # the min-max box of the mask
+            self.state = (x + w / 2.0, y + h / 2.0, float(w), float(h))
             self.lost_scale = 1.0
         elif p.use_instance and inst_ok:
             u = peak[0] * crop.size / (p.crop_size // 16)
@@ -408,13 +415,7 @@ class RTSTracker(Tracker):
             self.state = (cx, cy, self.state[2], self.state[3])
         else:
             self.lost_scale = min(self.lost_scale * p.grow, 4.0)
-        score = min(max(smax, 0.0), 1.0) if p.use_instance else (
-            float(full[mask].mean()) if mask.any() else 0.0
-        )
-        if not mask.any():
-            score = 0.0 if not p.use_instance else min(score, 0.3)
-        return make_prediction(mask, score=score, scores=full, instance_max=smax,
-                               search_region=(crop.cx, crop.cy, crop.side))
+        return pred
 
 
 class LWLTracker(RTSTracker):

@@ -15,10 +15,13 @@ frames.  Defaults: ``weights/semseg-davis.pt`` (DAVIS foreground) and ``weights/
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from segtrack.models.shared import shared
+from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
@@ -28,6 +31,7 @@ class SemSegParams(TrackerParams):
     weights: str = ""  # "" = weights/semseg-davis.pt (lmanet: weights/lmanet-synth.pt)
     threshold: float = 0.5
     keep_near: int = 0  # keep components within this many pixels of the previous mask (0 = off)
+    runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
 
 
 class SemSegTracker(Tracker):
@@ -47,10 +51,18 @@ class SemSegTracker(Tracker):
     def _probs(self, frame: np.ndarray) -> np.ndarray:
         from segtrack.models.semseg import predict_probs
 
-        return predict_probs(self.model, frame, self.device)
+        with stage("backbone"):
+            return predict_probs(self.model, frame, self.device, net=self.graph)
 
     def _init(self, frame, mask, box) -> None:
+        from segtrack.models.semseg import SemSegGraph
+        from segtrack.runtime import LazyFrozen
+
         self.model = self._load()
+        w = self.params.weights or self.default_weights
+        self.graph = shared(("semseg-graph", w, self.params.runtime, self.device),
+                            lambda: LazyFrozen(SemSegGraph(self.model), f"semseg-{Path(w).stem}",
+                                               ["image"], self.params.runtime, self.device))
         probs = self._probs(frame)
         if probs.shape[0] == 2:
             self.cls = 1
