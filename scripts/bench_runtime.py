@@ -83,10 +83,16 @@ RUNS = [  # (label, method, init, params)
     ("flow", "flow", "mask", {}),
     ("rts", "rts", "mask", {"weights": "rts-fold0"}),
     ("rts box", "rts", "box", {"weights": "rts-fold0"}),
+    ("lwl", "lwl", "mask", {"weights": "lwl-fold0"}),
     ("siammask", "siammask", "box", {}),
     ("siammask-2b", "siammask-2b", "box", {}),
+    ("semseg", "semseg", "mask", {}),
+    ("perframe", "perframe", "mask", {}),
+    ("convlstm", "convlstm", "mask", {}),
     ("osvos", "osvos", "mask", {}),
     ("masktrack", "masktrack", "mask", {}),
+    ("masktrack-flow", "masktrack-flow", "mask", {}),
+    ("onavos", "onavos", "mask", {}),
     ("flow again", "flow", "mask", {}),
 ]
 

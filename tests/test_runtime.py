@@ -121,8 +121,13 @@ def test_siammask_graphs_match_torch():
         _close(g_o.template(z), k)
         f = g_t.backbone(x)
         _close(g_o.backbone(x), f)
-        s = g_t.search(f[2][:1], k)
-        _close(g_o.search(f[2][:1], k), s)
+        from segtrack.models.siammask import toeplitz_kernel
+
+        T = toeplitz_kernel(k, f[2].shape[-1])
+        s = g_t.search(f[2][:1], T)
+        _close(g_o.search(f[2][:1], T), s)
+        # the matrix-product correlation is the network's own depth-wise correlation
+        _close(s[0], net.correlate(k, f[2][:1]), 1e-4)
         ins = (s[0][:, :, 3, 4], f[2][:1, :, 3:19, 4:20], f[1][:1, :, 3:19, 4:20],
                f[0][:1, :, 6:38, 8:40])
         _close(g_o.refine(*ins), g_t.refine(*ins))
@@ -207,3 +212,16 @@ def test_objects_together_match_objects_alone(method, extra):
                     others |= p.mask
             free = ~others  # where no other object claims the pixel
             assert (both[free] == a[free]).mean() >= 0.999
+
+
+def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "onnx").write_text("not a folder")  # the cache folder cannot be made
+    monkeypatch.setenv("SEGTRACK_CACHE", str(ro))
+    d = runtime.cache_dir()
+    assert "segtrack-onnx" in d.name
+    m = _Small().eval()
+    x = torch.rand(1, 3, 8, 8)
+    a = runtime.frozen(m, "small-fallback", [x], ["x"])
+    assert a.path.parent == d and a.path.is_file()

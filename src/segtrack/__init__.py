@@ -16,6 +16,27 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+from segtrack.api import TrackResult, track_video
+from segtrack.errors import InputError, SegtrackError, UnknownMethodError
+from segtrack.trackers.registry import available_methods, load_tracker, register
+from segtrack.types import Frame, Prediction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Frame",
+    "InputError",
+    "Prediction",
+    "SegtrackError",
+    "TrackResult",
+    "UnknownMethodError",
+    "available_methods",
+    "load_tracker",
+    "register",
+    "track_video",
+]
+
+
 def _tune_allocator() -> None:
     """Keep freed tensor memory in the process heap instead of returning it to the system.
 
@@ -40,23 +61,3 @@ def _tune_allocator() -> None:
 
 
 _tune_allocator()
-
-from segtrack.api import TrackResult, track_video
-from segtrack.errors import InputError, SegtrackError, UnknownMethodError
-from segtrack.trackers.registry import available_methods, load_tracker, register
-from segtrack.types import Frame, Prediction
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "Frame",
-    "InputError",
-    "Prediction",
-    "SegtrackError",
-    "TrackResult",
-    "UnknownMethodError",
-    "available_methods",
-    "load_tracker",
-    "register",
-    "track_video",
-]

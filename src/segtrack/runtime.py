@@ -47,12 +47,22 @@ _LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
-    """The folder of exported networks (``$SEGTRACK_CACHE`` or ``~/.cache/segtrack``)."""
+    """The folder of exported networks (``$SEGTRACK_CACHE`` or ``~/.cache/segtrack``; a folder
+    in the system's temporary directory when that one cannot be written)."""
     root = os.environ.get("SEGTRACK_CACHE")
     if root:
-        return Path(root).expanduser() / "onnx"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "segtrack" / "onnx"
+        path = Path(root).expanduser() / "onnx"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "segtrack" / "onnx"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"segtrack-onnx-{user}"
 
 
 def onnx_available() -> bool:

@@ -258,16 +258,11 @@ def flow_magnitude(flow: np.ndarray) -> np.ndarray:
 
 
 # -- graphs for the inference runtime (segtrack.runtime) -----------------------------------
-class FeatureGraph(nn.Module):
+def FeatureGraph(backbone: nn.Module) -> nn.Module:  # noqa: N802 - a module factory
     """uint8 frames (B, h, w, 3) -> the backbone taps, in :data:`STRIDES` order."""
+    from segtrack.models.backbones import Uint8Backbone
 
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        f = self.backbone(img.permute(0, 3, 1, 2).float() / 255)
-        return tuple(f[s] for s in STRIDES)
+    return Uint8Backbone(backbone, STRIDES)
 
 
 class HeadGraph(nn.Module):

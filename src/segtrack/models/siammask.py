@@ -305,16 +305,11 @@ def load_siammask(path: str | os.PathLike, device: str = "cpu") -> SiamMaskNet:
 
 
 # -- graphs for the inference runtime (segtrack.runtime) -----------------------------------
-class BackboneGraph(nn.Module):
+def BackboneGraph(backbone: nn.Module) -> nn.Module:  # noqa: N802 - a module factory
     """uint8 crops (B, S, S, 3) -> backbone features at strides 4, 8 and 8 (dilated "16")."""
+    from segtrack.models.backbones import Uint8Backbone
 
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        f = self.backbone(img.permute(0, 3, 1, 2).float() / 255)
-        return f[4], f[8], f[16]
+    return Uint8Backbone(backbone, (4, 8, 16))
 
 
 class TemplateGraph(nn.Module):
@@ -328,15 +323,37 @@ class TemplateGraph(nn.Module):
         return self.net.template(self.features(img)[2])
 
 
-class SearchGraph(nn.Module):
-    """(stride-8 search features, kernel) of one object -> RoWs, score logits, box deltas."""
+def toeplitz_kernel(z: torch.Tensor, width: int) -> torch.Tensor:
+    """The exemplar kernel (1, C, h, w) as per-channel Toeplitz matrices (C, h * width, n),
+    n = width - w + 1, for :func:`xcorr_matmul` on search features ``width`` wide."""
+    _, C, h, w = z.shape
+    n = width - w + 1
+    T = z.new_zeros(C, h, width, n)
+    for j in range(n):
+        T[:, :, j:j + w, j] = z[0]
+    return T.reshape(C, h * width, n)
 
-    def __init__(self, net: SiamMaskNet) -> None:
+
+def xcorr_matmul(x: torch.Tensor, T: torch.Tensor, h: int) -> torch.Tensor:
+    """:func:`depthwise_xcorr` of x (1, C, H, W) with a kernel of height ``h`` given by
+    :func:`toeplitz_kernel`: one batched matrix product (C x (n, h W) @ (h W, n)).  ONNX
+    Runtime runs it twice as fast as the 256-group convolution with a 16x16 kernel."""
+    n = T.shape[-1]
+    rows = torch.cat([x[0, :, u:u + n, :] for u in range(h)], 2)  # (C, n, h * W)
+    return torch.matmul(rows, T)[None]
+
+
+class SearchGraph(nn.Module):
+    """(stride-8 search features, Toeplitz kernel) of one object -> RoWs, score logits, box
+    deltas (the correlation of :meth:`SiamMaskNet.correlate`, written as a matrix product)."""
+
+    def __init__(self, net: SiamMaskNet, kernel_size: int = 16) -> None:
         super().__init__()
         self.net = net
+        self.k = int(kernel_size)
 
-    def forward(self, f16: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        corr = self.net.correlate(kernel, f16)
+    def forward(self, f16: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        corr = xcorr_matmul(self.net.adjust_x(f16), T, self.k) / float(self.k * self.k)
         score, box = self.net.heads(corr)
         return (corr, score) if box is None else (corr, score, box)
 

@@ -69,6 +69,7 @@ class _Graphs:
             RefineGraph,
             SearchGraph,
             TemplateGraph,
+            toeplitz_kernel,
         )
         from segtrack.runtime import frozen
 
@@ -85,8 +86,11 @@ class _Graphs:
         with torch.no_grad():
             kernel = self.template(img(EXEMPLAR))
             f4, f8, f16 = BackboneGraph(backbone)(img(search))
-        self.search = frozen(SearchGraph(net).eval(), f"siammask-search-{tag}-{search}",
-                             [f16, kernel], ["f16", "kernel"], None, **kw)
+        self.width = int(f16.shape[-1])
+        T = toeplitz_kernel(kernel, self.width)
+        self.search = frozen(SearchGraph(net, int(kernel.shape[-1])).eval(),
+                             f"siammask-search-{tag}-{search}", [f16, T], ["f16", "kernel"],
+                             None, **kw)
         self.refine = None
         if net.refine is not None:
             C = net.cfg.channels
@@ -192,7 +196,10 @@ class SiamMaskTracker(Tracker):
         self.size = np.array([float(w), float(h)])
         s_z, _ = context_sides(w, h)
         z = crop_image(frame, Crop(self.center[0], self.center[1], s_z, EXEMPLAR))
-        self.kernel = self.graphs.template(torch.from_numpy(z)[None].to(self.device))
+        from segtrack.models.siammask import toeplitz_kernel
+
+        kernel = self.graphs.template(torch.from_numpy(z)[None].to(self.device))
+        self.kernel = toeplitz_kernel(kernel, self.graphs.width)  # once per object
 
     def batch_key(self):
         return self._graph_key

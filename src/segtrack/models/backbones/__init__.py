@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch import nn
 
 from segtrack.errors import InputError
 from segtrack.models.backbones.efficientnet_lite import VARIANTS, EfficientNetLite
 from segtrack.models.backbones.resnet import ResNet50
 
-__all__ = ["EfficientNetLite", "ResNet50", "build_backbone", "BACKBONES"]
+__all__ = ["EfficientNetLite", "ResNet50", "build_backbone", "BACKBONES", "Uint8Backbone",
+           "images_in"]
 
 BACKBONES: tuple[str, ...] = tuple(f"efficientnet-{v}" for v in VARIANTS) + ("resnet50",)
 
@@ -44,3 +46,23 @@ def build_backbone(
     if short in VARIANTS:
         return EfficientNetLite(short, pretrained=pretrained, weights=weights, **kw)
     raise InputError(f"backbone {name!r}: unknown (use one of {', '.join(BACKBONES)})")
+
+
+def images_in(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1] (inside the exported graphs, so the
+    inference runtime gets the crops as they come from OpenCV)."""
+    return x.permute(0, 3, 1, 2).float() / 255
+
+
+class Uint8Backbone(nn.Module):
+    """A backbone fed uint8 (B, H, W, 3) images, returning its taps at ``strides`` as a tuple
+    (the form :mod:`segtrack.runtime` exports)."""
+
+    def __init__(self, backbone: nn.Module, strides: tuple[int, ...]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.strides = tuple(strides)
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self.backbone(images_in(img))
+        return tuple(f[s] for s in self.strides)

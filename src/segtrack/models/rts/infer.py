@@ -79,10 +79,7 @@ def fuse_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def images_in(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1] (inside the exported graphs, so the
-    runtime gets the crops as they come from OpenCV)."""
-    return x.permute(0, 3, 1, 2).float() / 255
+from segtrack.models.backbones import images_in  # noqa: E402
 
 
 class FeatureGraph(torch.nn.Module):
