@@ -225,3 +225,22 @@ def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
     x = torch.rand(1, 3, 8, 8)
     a = runtime.frozen(m, "small-fallback", [x], ["x"])
     assert a.path.parent == d and a.path.is_file()
+
+
+def test_lazy_export_per_input_size_semseg_and_convlstm_backbones():
+    from segtrack.models.convlstm import FeatureExtractor
+    from segtrack.models.semseg import SemSegGraph, load_semseg, resolve_weights
+
+    model = load_semseg(resolve_weights("", "semseg-davis"))
+    g = runtime.LazyFrozen(SemSegGraph(model), "semseg-test", ["image"])
+    n0 = runtime.EXPORTS
+    for shape in ((1, 3, 64, 96), (1, 3, 96, 64), (1, 3, 64, 96)):
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            _close(g(x), SemSegGraph(model)(x))
+    assert runtime.EXPORTS == n0 + 2  # one export per input size, reused
+    fx = FeatureExtractor().eval()
+    lf = runtime.LazyFrozen(fx, "convlstm-test", ["image"])
+    x = torch.rand(2, 3, 64, 64)
+    _close(lf(x), fx(x))
+    assert runtime.LazyFrozen(fx, "t", ["image"], runtime="torch")(x).shape == fx(x).shape

@@ -21,6 +21,10 @@ Online inference (§5.3.6, appendix 5.B):
   changed (``seg_update_iters`` / ``inst_update_iters`` steps from the current model).
 * **Output**: segmentation probability (decoder logits at stride 4, pasted back bilinearly)
   thresholded at 0.5; Prediction.box is the min-max box, rotated_box the MBR of the mask.
+* **Runtime**: everything frozen that runs on a tracked frame (backbone, x_s / x_c, the target
+  models applied with τ and κ as inputs, H_θ, decoder) is one exported graph, and the label
+  encoder another (:mod:`segtrack.runtime`); the learners stay in torch.  Several objects'
+  crops go through the graph as one batch (:meth:`RTSTracker._track_many`).
 * **Box initialisation**: the box-to-mask network (:func:`segtrack.models.rts.infer.box_to_mask`)
   instead of STA.
 

@@ -15,8 +15,11 @@ state is correlated with it, giving 17x17 RoWs.
 * **Next search region**: 3b: the best anchor's regressed box (size smoothed with the learning
   rate ``lr x penalty x score``, as SiamRPN); 2b: the min-max box of the output mask (when the
   mask is empty: the best RoW's centre, size kept).
-* Runs with `threads` = 1 torch thread by default (the CPU is shared; more threads on a loaded
-  machine were 10x slower here).
+* The frozen networks run in ONNX Runtime (:mod:`segtrack.runtime`) on every core (it does
+  not busy-wait); what stays in torch runs with ``threads`` = 1 torch thread by default (more
+  threads on a loaded machine were 10x slower here).  The depth-wise correlation is written as
+  one matrix product with the exemplar kernel turned into Toeplitz matrices once per object.
+  Several objects' search crops share one backbone pass.
 * **Outputs**: ``Prediction.box`` = min-max box of the mask, ``Prediction.rotated_box`` = its MBR
   (what SiamMask reports on VOT), ``extra["opt_box"]`` = the VOT-2016 Opt box when ``opt_box``
   is set (slow), ``extra["rpn_box"]`` (3b) = the box branch's axis-aligned box,
