@@ -97,14 +97,15 @@ RUNS = [  # (label, method, init, params)
 ]
 
 
-def methods(root: str, seqs: list[str], out: Path, only: list[str] | None) -> list[dict]:
+def methods(root: str, seqs: list[str], out: Path, only: list[str] | None,
+            runtimes: tuple[str, ...] = ("torch", "onnx")) -> list[dict]:
     from segtrack.eval.runner import bench_davis
 
     rows = []
     for label, method, init, params in RUNS:
         if only and label not in only and method not in only:
             continue
-        for rt in (("torch", "onnx") if method != "flow" else ("-",)):
+        for rt in (runtimes if method != "flow" else ("-",)):
             p = dict(params)
             if rt != "-":
                 p["runtime"] = rt
@@ -119,7 +120,8 @@ def methods(root: str, seqs: list[str], out: Path, only: list[str] | None) -> li
     return rows
 
 
-def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5)) -> list[dict]:
+def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5),
+            methods: list[str] | None = None) -> list[dict]:
     import segtrack
     from segtrack.eval.datasets import load_davis
 
@@ -127,8 +129,9 @@ def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5)) -> list[di
     gt = seq.read_labels(0) > 0
     xs = np.nonzero(gt.any(0))[0]
     rows = []
-    for method, params in (("flow", {}), ("rts", {}), ("osvos", {"ft_iters": 50}),
-                           ("siammask", {})):
+    for method, params in (("flow", {}), ("rts", {}), ("osvos", {}), ("siammask", {})):
+        if methods and method not in methods:
+            continue
         for k in counts:
             edges = np.linspace(xs.min(), xs.max() + 1, k + 1).astype(int)
             objs = {}
@@ -156,6 +159,8 @@ def main() -> None:
     ap.add_argument("--sequences", default="bear,car-turn,flamingo,lucia,paragliding,stroller")
     ap.add_argument("--only", help="comma-separated labels of step 2")
     ap.add_argument("--steps", default="engines,methods,scaling")
+    ap.add_argument("--runtimes", default="torch,onnx", help="runtimes of step 2")
+    ap.add_argument("--scaling-methods", default="flow,rts,osvos,siammask")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,9 +168,10 @@ def main() -> None:
     if "engines" in steps:
         engines(out)
     if "methods" in steps:
-        methods(a.root, a.sequences.split(","), out, a.only.split(",") if a.only else None)
+        methods(a.root, a.sequences.split(","), out, a.only.split(",") if a.only else None,
+                tuple(a.runtimes.split(",")))
     if "scaling" in steps:
-        scaling(a.root, a.sequences.split(",")[0], out)
+        scaling(a.root, a.sequences.split(",")[0], out, methods=a.scaling_methods.split(","))
 
 
 if __name__ == "__main__":

@@ -253,7 +253,9 @@ class OnnxModule(nn.Module):
 
     def forward(self, *xs: torch.Tensor) -> Any:
         outs = self.run_numpy(*(x.detach().cpu().numpy() for x in xs))
-        return _rebuild([torch.from_numpy(o) for o in outs], self._spec)
+        # copies into torch's own memory: torch convolutions reading the runtime's output
+        # buffers directly measured 2.5-3.5x slower (OSVOS head: 63 against 27 ms)
+        return _rebuild([torch.from_numpy(o).clone() for o in outs], self._spec)
 
 
 def frozen(module: nn.Module, name: str, inputs: Sequence[torch.Tensor],
