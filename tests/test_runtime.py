@@ -133,17 +133,27 @@ def test_siammask_graphs_match_torch():
         _close(g_o.refine(*ins), g_t.refine(*ins))
 
 
-def test_oneshot_backbone_matches_torch():
-    from segtrack.models.oneshot import load_oneshot, resolve_weights
+def test_oneshot_graphs_match_torch():
+    from segtrack.models.oneshot import STRIDES, load_oneshot, resolve_weights
     from segtrack.trackers.oneshot import _Graphs
 
-    parent = load_oneshot(resolve_weights("", "osvos"))
-    g_t = _Graphs(parent, (96, 128), "torch", "cpu")
-    g_o = _Graphs(parent, (96, 128), "onnx", "cpu")
-    img = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (2, 96, 128, 3),
-                                                             dtype=np.uint8))
-    with torch.no_grad():
-        _close(g_o.features(img), g_t.features(img))
+    for kind in ("osvos", "masktrack"):
+        parent = load_oneshot(resolve_weights("", kind))
+        g_t = _Graphs(parent, (96, 128), "torch", "cpu")
+        g_o = _Graphs(parent, (96, 128), "onnx", "cpu")
+        img = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (2, 96, 128, 3),
+                                                                 dtype=np.uint8))
+        with torch.no_grad():
+            taps = g_t.features(img)
+            _close(g_o.features(img), taps)
+            head = parent.copy_with_head().head
+            for prm in head.parameters():  # a "fine-tuned" head: the graph takes its weights
+                prm.add_(0.01 * torch.randn_like(prm))
+            feats = dict(zip(STRIDES, taps))
+            extra = torch.rand(2, parent.cfg.extra, 48, 64).round() if parent.cfg.extra else None
+            ref = head(feats, extra)
+            ins = list(taps) + ([extra] if extra is not None else [])
+            _close(g_o.head(*ins, *g_o.head_inputs(head)), ref)
 
 
 def _davis_clip(root, n=12):

@@ -263,3 +263,39 @@ def FeatureGraph(backbone: nn.Module) -> nn.Module:  # noqa: N802 - a module fac
     from segtrack.models.backbones import Uint8Backbone
 
     return Uint8Backbone(backbone, STRIDES)
+
+
+class HeadGraph(nn.Module):
+    """The head with its parameters as inputs (they change with fine-tuning, the graph does
+    not): (taps..., [extra,] parameters...) -> logits at stride 2."""
+
+    def __init__(self, head: OneShotHead) -> None:
+        super().__init__()
+        self.head = head
+        self.names = [n for n, _ in head.named_parameters()]
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        """:meth:`OneShotHead.forward` written with the parameters passed in (same order as
+        ``head.parameters()``: per stride conv weight and bias, then the two fusion layers)."""
+        n = len(STRIDES)
+        feats = dict(zip(STRIDES, args[:n]))
+        has_extra = bool(self.head.cfg.extra)
+        extra = args[n] if has_extra else None
+        prm = list(args[n + int(has_extra):])
+        size = (int(feats[2].shape[-2]), int(feats[2].shape[-1]))  # fixed sizes in the export
+        outs = []
+        for k, s in enumerate(STRIDES):
+            f = feats[s]
+            if has_extra:
+                e = F.interpolate(extra, size=(int(f.shape[-2]), int(f.shape[-1])), mode="area")
+                f = torch.cat([f, e.to(f.dtype)], 1)
+            o = F.relu(F.conv2d(f, prm[2 * k], prm[2 * k + 1], padding=1))
+            if o.shape[-2:] != size:
+                o = F.interpolate(o, size=size, mode="bilinear", align_corners=False)
+            outs.append(o)
+        w1, b1, w2, b2 = prm[2 * n:]
+        return F.conv2d(F.relu(F.conv2d(torch.cat(outs, 1), w1, b1)), w2, b2)
+
+    def inputs_for(self, head: OneShotHead) -> list[torch.Tensor]:
+        """The parameter inputs of ``head`` (a fine-tuned copy of the exported one)."""
+        return [p.detach() for p in head.parameters()]

@@ -122,20 +122,32 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
 
 
 class _Graphs:
-    """The frozen backbone of the one-shot family at one network input size, on the chosen
-    runtime.  The head stays in torch: it is fine-tuned per video, and exported with its
-    weights as graph inputs it ran slower in ONNX Runtime than in torch (9.4 against 5.5 ms a
-    frame for OSVOS: the runtime cannot pre-pack weights that arrive as inputs)."""
+    """The frozen backbone at one network input size and the head graph (parameters as
+    inputs) of one parent network, on the chosen runtime."""
 
     def __init__(self, parent, size: tuple[int, int], runtime: str, device: str) -> None:
-        from segtrack.models.oneshot import FeatureGraph
+        from segtrack.models.oneshot import STRIDES, FeatureGraph, HeadGraph
         from segtrack.runtime import frozen
 
         h, w = size
         img = torch.zeros(1, h, w, 3, dtype=torch.uint8, device=device)
+        batch = {0: {0: "batch"}}
         tag = f"{parent.cfg.backbone}-{h}x{w}"
         self.features = frozen(FeatureGraph(parent.backbone).eval(), f"oneshot-features-{tag}",
-                               [img], ["image"], {0: {0: "batch"}}, runtime, device)
+                               [img], ["image"], batch, runtime, device)
+        self.head = None
+        if runtime in ("onnx", "openvino"):
+            graph = HeadGraph(parent.head).eval()
+            with torch.no_grad():
+                taps = list(FeatureGraph(parent.backbone)(img))
+            ins = taps + ([torch.zeros(1, parent.cfg.extra, h // 2, w // 2)]
+                          if parent.cfg.extra else []) + graph.inputs_for(parent.head)
+            names = [f"f{s}" for s in STRIDES] + (["extra"] if parent.cfg.extra else []) + \
+                [f"p{i}" for i in range(len(ins) - len(STRIDES) - (1 if parent.cfg.extra else 0))]
+            dyn = {i: {0: "batch"} for i in range(len(STRIDES) + (1 if parent.cfg.extra else 0))}
+            self.head = frozen(graph, f"oneshot-head-{parent.cfg.kind}-{tag}", ins, names, dyn,
+                               runtime, device)
+            self.head_inputs = graph.inputs_for
 
 
 @dataclasses.dataclass
@@ -310,7 +322,10 @@ class OSVOSTracker(Tracker):
                        min(int(xs.mean() * self.size[1] / W), self.size[1] - 1)] = True
         self.ft_samples = self._samples(small, small_mask, rng) if self.params.finetune else \
             [_Sample(small, resize(small_mask, self.half), flow=self._zero_flow())]
-        self.ft_feats = self._features([s.image for s in self.ft_samples])
+        # copies in torch's own (aligned) memory: fine-tuning on the runtime's output buffers
+        # directly measured 1.7x slower
+        self.ft_feats = {k: v.clone() for k, v in
+                         self._features([s.image for s in self.ft_samples]).items()}
         self.loss_before = self.first_frame_loss()
         self.ft_iters_done = 0
         if self.params.finetune:
@@ -325,7 +340,12 @@ class OSVOSTracker(Tracker):
     # -- tracking -----------------------------------------------------------------------------
     @torch.no_grad()
     def _logits(self, feats, extra: torch.Tensor | None) -> torch.Tensor:
-        return self.net.head(feats, extra)[0, 0]
+        if self.graphs.head is None:
+            return self.net.head(feats, extra)[0, 0]
+        from segtrack.models.oneshot import STRIDES
+
+        ins = [feats[s] for s in STRIDES] + ([extra] if extra is not None else [])
+        return self.graphs.head(*ins, *self.graphs.head_inputs(self.net.head))[0, 0]
 
     def _extra_now(self, small: np.ndarray, memo: dict) -> torch.Tensor | None:
         """Extra input channels for ``small`` (``memo``: per-frame values objects share)."""
