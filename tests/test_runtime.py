@@ -71,9 +71,10 @@ def test_cache_reused_and_rebuilt_after_weight_change(tmp_path):
     assert runtime.EXPORTS == n0 + 1 and b.path == a.path
     with torch.no_grad():
         m.conv.weight.mul_(2)  # the weights change: the stale file is replaced
+    other = runtime.frozen(_Small().eval(), "small-2b", [x], ["x"])  # a longer name: kept
     c = runtime.frozen(m, "small", [x], ["x"], {0: {0: "batch"}})
-    assert runtime.EXPORTS == n0 + 2 and c.path != a.path
-    assert c.path.is_file() and not a.path.exists()
+    assert runtime.EXPORTS == n0 + 3 and c.path != a.path
+    assert c.path.is_file() and not a.path.exists() and other.path.is_file()
     with torch.no_grad():
         _close(c(x)["a"], m(x)["a"])
     assert runtime.frozen(m, "small", [x], ["x"], runtime="torch") is m

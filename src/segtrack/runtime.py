@@ -236,6 +236,10 @@ class OnnxModule(nn.Module):
             if sess is None:
                 if not self.path.is_file():
                     for old in self.path.parent.glob(f"{name}-*.onnx"):  # stale versions
+                        digest = old.stem[len(name) + 1:]  # (not a longer name's files)
+                        if len(digest) != len(key) or not all(c in "0123456789abcdef"
+                                                              for c in digest):
+                            continue
                         try:
                             old.unlink()
                         except OSError:
