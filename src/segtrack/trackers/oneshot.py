@@ -140,11 +140,12 @@ class _Graphs:
             graph = HeadGraph(parent.head).eval()
             with torch.no_grad():
                 taps = list(FeatureGraph(parent.backbone)(img))
-            ins = taps + ([torch.zeros(1, parent.cfg.extra, h // 2, w // 2)]
-                          if parent.cfg.extra else []) + graph.inputs_for(parent.head)
-            names = [f"f{s}" for s in STRIDES] + (["extra"] if parent.cfg.extra else []) + \
-                [f"p{i}" for i in range(len(ins) - len(STRIDES) - (1 if parent.cfg.extra else 0))]
-            dyn = {i: {0: "batch"} for i in range(len(STRIDES) + (1 if parent.cfg.extra else 0))}
+            extra = [torch.zeros(1, parent.cfg.extra, h // 2, w // 2)] if parent.cfg.extra else []
+            params = graph.inputs_for(parent.head)
+            ins = taps + extra + params
+            names = ([f"f{s}" for s in STRIDES] + ["extra"] * len(extra)
+                     + [f"p{i}" for i in range(len(params))])
+            dyn = {i: {0: "batch"} for i in range(len(taps) + len(extra))}
             self.head = frozen(graph, f"oneshot-head-{parent.cfg.kind}-{tag}", ins, names, dyn,
                                runtime, device)
             self.head_inputs = graph.inputs_for
@@ -255,6 +256,8 @@ class OSVOSTracker(Tracker):
             x = torch.from_numpy(np.ascontiguousarray(np.stack(images[i:i + 4])))
             with torch.no_grad():
                 parts.append(self.graphs.features(x.to(self.device)))
+        if len(parts) == 1:  # one frame while tracking: no concatenation copy
+            return dict(zip(STRIDES, parts[0]))
         return {s: torch.cat([q[k] for q in parts]) for k, s in enumerate(STRIDES)}
 
     def sample_loss(self, idx: list[int], rng: np.random.Generator | None = None,
@@ -322,10 +325,7 @@ class OSVOSTracker(Tracker):
                        min(int(xs.mean() * self.size[1] / W), self.size[1] - 1)] = True
         self.ft_samples = self._samples(small, small_mask, rng) if self.params.finetune else \
             [_Sample(small, resize(small_mask, self.half), flow=self._zero_flow())]
-        # copies in torch's own (aligned) memory: fine-tuning on the runtime's output buffers
-        # directly measured 1.7x slower
-        self.ft_feats = {k: v.clone() for k, v in
-                         self._features([s.image for s in self.ft_samples]).items()}
+        self.ft_feats = self._features([s.image for s in self.ft_samples])
         self.loss_before = self.first_frame_loss()
         self.ft_iters_done = 0
         if self.params.finetune:
