@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--evs", metavar="D,S,W,R",
                    help="EVS: run --method every S-th frame at downscale D, warp (W) and refine "
-                        "(R) in between (issue 7)")
+                        "(R) in between")
     t.set_defaults(func=cmd_track)
 
     e = sub.add_parser("eval", help="score saved results against a benchmark's ground truth")
@@ -332,16 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--param", action="append", metavar="KEY=VALUE")
     b.add_argument("--quiet", action="store_true")
-    b.add_argument("--evs", metavar="D,S,W,R", help="wrap --method in EVS (issue 7)")
+    b.add_argument("--evs", metavar="D,S,W,R", help="wrap --method in EVS")
     b.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="ray: one task per sequence in parallel (issue 9)")
+                   help="ray: one task per sequence in parallel")
     b.add_argument("--workers", type=int, help="CPUs of the local Ray instance")
     b.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     b.add_argument("--profile", action="store_true",
                    help="also report the time of each stage (decode, backbone, heads, ...)")
     b.set_defaults(func=cmd_bench)
 
-    bt = sub.add_parser("batch", help="track every video of a CSV/JSONL manifest (issue 9)")
+    bt = sub.add_parser("batch", help="track every video of a CSV/JSONL manifest")
     bt.add_argument("manifest", help="CSV or JSONL: video, mask/box, frame, method, params, name")
     bt.add_argument("--out", required=True, help="output folder (one sub-folder per video)")
     bt.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("rest", nargs=argparse.REMAINDER, help="the method's training options")
     tr.set_defaults(func=cmd_train)
 
-    sv = sub.add_parser("serve", help="browser workbench: annotate, track and export (issue 8)")
+    sv = sub.add_parser("serve", help="browser workbench: annotate, track and export")
     sv.add_argument("source", nargs="?", help="video file or frame folder to open")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)

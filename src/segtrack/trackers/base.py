@@ -27,6 +27,31 @@ class TrackerParams:
     seed: int = 0
 
 
+@dataclasses.dataclass
+class EdgeParams:
+    """Full-resolution boundary refinement of the methods that segment at a coarse stride
+    (:mod:`segtrack.geometry.edges`)."""
+
+    edges: bool = False  # re-snap the upsampled mask boundary to the image edges
+    edge_radius: float = 1.0  # filter radius, in score cells (frame pixels per cell x this)
+    edge_eps: float = 1e-3  # filter regularisation (larger: smoother, closer to bilinear)
+
+    def refine(self, prob: np.ndarray, frame: np.ndarray, cell_px: float) -> np.ndarray:
+        """``prob`` (frame-size probabilities pasted from cells of ``cell_px`` frame pixels)
+        refined against ``frame`` when ``edges`` is on."""
+        if not self.edges or cell_px <= 1.0:
+            return prob
+        from segtrack.geometry.edges import guided_refine
+
+        return guided_refine(prob, frame, self.edge_radius * cell_px, self.edge_eps)
+
+    def check_edges(self) -> None:
+        if not self.edge_radius > 0:
+            raise InputError(f"parameter 'edge_radius': {self.edge_radius} must be > 0")
+        if not self.edge_eps > 0:
+            raise InputError(f"parameter 'edge_eps': {self.edge_eps} must be > 0")
+
+
 def check_frame(frame: Any, what: str = "frame") -> np.ndarray:
     """Validate an RGB uint8 ``(H, W, 3)`` frame."""
     if not isinstance(frame, np.ndarray):

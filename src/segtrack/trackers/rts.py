@@ -47,7 +47,7 @@ import torch
 from segtrack.errors import InputError
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
-from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
+from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
 
@@ -105,7 +105,7 @@ class _Graphs:
 
 
 @dataclasses.dataclass
-class RTSParams(TrackerParams):
+class RTSParams(TrackerParams, EdgeParams):
     weights: str = ""  # heads file or committed name ("" = weights/rts.pt; "rts-fold0")
     seg_weights: str = ""  # segmentation branch ("" = weights; lwl.pt when not conditioning)
     conditioning: bool = True  # x_f = x_m + H(s_c) (False: Table 5.1 "RTS w/o conditioning")
@@ -182,6 +182,7 @@ class RTSTracker(Tracker):
             )
         if p.seg_memory < 1 or p.inst_memory < 1:
             raise InputError("parameters 'seg_memory' and 'inst_memory' must be >= 1")
+        p.check_edges()
         from segtrack.models.rts import default_weights, resolve_weights
         from segtrack.runtime import resolve_runtime
 
@@ -365,6 +366,8 @@ class RTSTracker(Tracker):
         with stage("paste"):
             seg_ok = bool((prob_np > p.t_ss).any())
             full = paste_scores(prob_np, crop, self.frame_shape)
+        with stage("edges"):
+            full = p.refine(full, frame, crop.side / prob_np.shape[0])
             mask = full > p.threshold
         # memories (rules a-d)
         with stage("learn"):

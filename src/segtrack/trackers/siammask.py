@@ -41,7 +41,7 @@ from segtrack.errors import InputError
 from segtrack.models.rts.search import crop_image
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
-from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
+from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
 
@@ -105,7 +105,7 @@ class _Graphs:
 
 
 @dataclasses.dataclass
-class SiamMaskParams(TrackerParams):
+class SiamMaskParams(TrackerParams, EdgeParams):
     weights: str = ""  # "" = the committed weights/<method>.pt
     penalty_k: float = 0.04  # scale / aspect change penalty (3b)
     window_influence: float = 0.42  # cosine window weight
@@ -155,6 +155,7 @@ class SiamMaskTracker(Tracker):
             raise InputError(f"parameter 'window_influence': {p.window_influence} not in [0, 1]")
         if not 0.0 < p.threshold < 1.0:
             raise InputError(f"parameter 'threshold': {p.threshold} not in (0, 1)")
+        p.check_edges()
         path = Path(p.weights) if p.weights else default_weights(self.name)
         self.net = _load_net(path, device)
         if self.net.cfg.variant != self.variant:
@@ -268,6 +269,8 @@ class SiamMaskTracker(Tracker):
         wcrop = Crop(wx, wy, WINDOW / scale, mprob.shape[0])
         with stage("paste"):
             scores = paste_scores(mprob, wcrop, (H, W))
+        with stage("edges"):
+            scores = p.refine(scores, frame, wcrop.side / mprob.shape[0])
             mask = scores > p.threshold
         extra: dict = {}
         if boxes is not None:

@@ -31,12 +31,14 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segtrack.errors import InputError
 from segtrack.models.rts import RTSConfig, RTSNet, save_heads
 from segtrack.models.rts.learners import gaussian_label
 from segtrack.models.rts.search import Crop, box_map, crop_image, crop_mask, search_side
@@ -78,37 +80,28 @@ def jittered_crop(
     return Crop(cx, cy, side, size)
 
 
-def build_cache(data: Path, variants: int, size: int, factor: float, backbone_name: str,
-                cache_file: str | None, quiet: bool) -> dict:
-    """Crops, masks, boxes and frozen-backbone features of every frame (see module doc)."""
-    from segtrack.eval.datasets import load_davis
-    from segtrack.io.sources import read_image
-    from segtrack.models.backbones import build_backbone
+_JITTER = [(0.1, 0.1), (0.3, 0.25), (0.2, 0.2), (0.4, 0.3)]  # (shift, scale) per variant
 
-    key = hashlib.sha256(
-        json.dumps(
-            [str(data.resolve()), variants, size, factor, backbone_name, CACHE_SEED]
-        ).encode()
-    ).hexdigest()[:16]
-    if cache_file:
-        cp = Path(cache_file)
-        if cp.is_file():
-            obj = torch.load(cp, map_location="cpu", weights_only=False)
-            if obj.get("key") == key:
-                return obj
-    seqs = load_davis(data)
-    jit = [(0.1, 0.1), (0.3, 0.25), (0.2, 0.2), (0.4, 0.3)]
-    names, lengths, crops_img, m4, mloss, boxes = [], [], [], [], [], []
-    from tqdm import tqdm
 
-    for si, seq in enumerate(tqdm(seqs, desc="crops", disable=quiet)):
-        names.append(seq.name)
-        lengths.append(len(seq.frames))
+class _CropStore:
+    """Crops, masks and boxes of the frames of many sequences, before the backbone runs."""
+
+    def __init__(self, size: int, factor: float) -> None:
+        self.size, self.factor = size, factor
+        self.names: list[str] = []
+        self.lengths: list[int] = []
+        self.crops: list[np.ndarray] = []
+        self.m4: list[np.ndarray] = []
+        self.mloss: list[np.ndarray] = []
+        self.boxes: list[list[float]] = []
+
+    def add(self, name: str, frames: Iterable[tuple[np.ndarray, np.ndarray]], variants: int,
+            seed: Sequence[int], jitter: int = 0) -> None:
+        """One sequence of (RGB image, bool mask) frames, ``variants`` jittered crops each
+        (variant v jitters as ``_JITTER[jitter + v]``)."""
+        size, n = self.size, 0
         last = None
-        for f in range(len(seq.frames)):
-            img = read_image(seq.frames[f])
-            lab = seq.read_labels(f)
-            mask = lab > 0 if lab is not None else np.zeros(img.shape[:2], bool)
+        for f, (img, mask) in enumerate(frames):
             b = mask_box(mask)
             if b is None:
                 b = last if last is not None else (0.0, 0.0, img.shape[1], img.shape[0])
@@ -117,28 +110,119 @@ def build_cache(data: Path, variants: int, size: int, factor: float, backbone_na
                 last = b
                 empty = False
             for v in range(variants):
-                rng = np.random.default_rng([CACHE_SEED, si, f, v])
-                sh, sc = jit[v % len(jit)]
-                crop = jittered_crop(b, img.shape[:2], rng, sh, sc, size, factor)
-                crops_img.append(crop_image(img, crop))
-                m4.append((crop_mask(mask, crop, size // 4) * 255 + 0.5).astype(np.uint8))
-                mloss.append((crop_mask(mask, crop, size // 2) * 255 + 0.5).astype(np.uint8))
+                rng = np.random.default_rng([*seed, f, v])
+                sh, sc = _JITTER[(jitter + v) % len(_JITTER)]
+                crop = jittered_crop(b, img.shape[:2], rng, sh, sc, size, self.factor)
+                self.crops.append(crop_image(img, crop))
+                self.m4.append((crop_mask(mask, crop, size // 4) * 255 + 0.5).astype(np.uint8))
+                self.mloss.append((crop_mask(mask, crop, size // 2) * 255 + 0.5).astype(np.uint8))
                 cb = crop.box_to_crop(b)
-                boxes.append([np.nan] * 4 if empty else list(cb))
-    bb = build_backbone(backbone_name, pretrained=True, out_strides=STRIDES, freeze_bn=True).eval()
-    feats = compute_feature_cache(bb, iter(crops_img), len(crops_img), STRIDES,
-                                  progress=not quiet, desc="backbone")
-    obj = {
-        "key": key, "names": names, "lengths": lengths, "variants": variants, "size": size,
-        "feats": feats, "m4": torch.from_numpy(np.stack(m4)),
-        "mloss": torch.from_numpy(np.stack(mloss)),
-        "boxes": torch.tensor(np.asarray(boxes, np.float32)),
-    }
+                self.boxes.append([np.nan] * 4 if empty else list(cb))
+            n += 1
+        self.names.append(name)
+        self.lengths.append(n)
+
+    def finish(self, key: str, variants: int, backbone_name: str, quiet: bool,
+               extra: dict | None = None) -> dict:
+        from segtrack.models.backbones import build_backbone
+
+        bb = build_backbone(backbone_name, pretrained=True, out_strides=STRIDES,
+                            freeze_bn=True).eval()
+        feats = compute_feature_cache(bb, iter(self.crops), len(self.crops), STRIDES,
+                                      progress=not quiet, desc="backbone")
+        obj = {
+            "key": key, "names": self.names, "lengths": self.lengths, "variants": variants,
+            "size": self.size, "feats": feats, "m4": torch.from_numpy(np.stack(self.m4)),
+            "mloss": torch.from_numpy(np.stack(self.mloss)),
+            "boxes": torch.tensor(np.asarray(self.boxes, np.float32)),
+            **(extra or {}),
+        }
+        self.crops.clear()
+        return obj
+
+
+def _load_cache(cache_file: str | None, key: str) -> dict | None:
+    if cache_file and Path(cache_file).is_file():
+        obj = torch.load(cache_file, map_location="cpu", weights_only=False)
+        if obj.get("key") == key:
+            return obj
+    return None
+
+
+def _save_cache(cache_file: str | None, obj: dict) -> None:
     if cache_file:
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(cache_file) + ".tmp")
         torch.save(obj, tmp)
         tmp.replace(cache_file)
+
+
+def build_cache(data: Path, variants: int, size: int, factor: float, backbone_name: str,
+                cache_file: str | None, quiet: bool) -> dict:
+    """Crops, masks, boxes and frozen-backbone features of every frame (see module doc)."""
+    from tqdm import tqdm
+
+    from segtrack.eval.datasets import load_davis
+    from segtrack.io.sources import read_image
+
+    key = hashlib.sha256(
+        json.dumps(
+            [str(data.resolve()), variants, size, factor, backbone_name, CACHE_SEED]
+        ).encode()
+    ).hexdigest()[:16]
+    obj = _load_cache(cache_file, key)
+    if obj is not None:
+        return obj
+    store = _CropStore(size, factor)
+    for si, seq in enumerate(tqdm(load_davis(data), desc="crops", disable=quiet)):
+
+        def frames(seq=seq):
+            for f in range(len(seq.frames)):
+                img = read_image(seq.frames[f])
+                lab = seq.read_labels(f)
+                yield img, (lab > 0 if lab is not None else np.zeros(img.shape[:2], bool))
+
+        store.add(seq.name, frames(), variants, (CACHE_SEED, si))
+    obj = store.finish(key, variants, backbone_name, quiet)
+    _save_cache(cache_file, obj)
+    return obj
+
+
+STATIC_SEED = 4321  # clip synthesis of the static cache (fixed, independent of --seed)
+
+
+def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors: float,
+                       size: int, factor: float, backbone_name: str, cache_file: str | None,
+                       quiet: bool) -> dict:
+    """The same arrays as :func:`build_cache` for ``clips`` clips of ``frames`` frames made
+    from the photographs of ``dirs`` (:mod:`segtrack.data.static`); clip i's target is photo
+    ``i mod N``, each clip is a "sequence" of the cache (one crop per frame)."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from segtrack.data.static import ClipParams, StaticClipMaker, load_static_sets
+
+    samples = load_static_sets(dirs)
+    params = ClipParams(frames=frames, p_distractor=distractors)
+    key = hashlib.sha256(json.dumps(
+        [[str(s.image) for s in samples], clips, dataclasses.asdict(params), size, factor,
+         backbone_name, STATIC_SEED], default=str).encode()).hexdigest()[:16]
+    obj = _load_cache(cache_file, key)
+    if obj is not None:
+        return obj
+    maker = StaticClipMaker(samples, params)
+    store = _CropStore(size, factor)
+    kinds: dict[str, int] = {}
+    for i in tqdm(range(clips), desc="static clips", disable=quiet):
+        clip = maker.clip(i % len(samples), np.random.default_rng([STATIC_SEED, i]))
+        d = clip.info["distractor"] or "none"
+        kinds[d] = kinds.get(d, 0) + 1
+        store.add(f"static{i}", zip(clip.frames, clip.masks, strict=True), 1,
+                  (STATIC_SEED, 1, i), jitter=i)
+    obj = store.finish(key, 1, backbone_name, quiet,
+                       {"photos": len(samples), "distractors": kinds})
+    _save_cache(cache_file, obj)
     return obj
 
 
@@ -281,6 +365,19 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument("--variants", type=int, default=2, help="jittered crops per frame in the cache")
     p.add_argument("--crop-size", type=int, default=288)
     p.add_argument("--search-factor", type=float, default=4.0)
+    p.add_argument("--static", action="append", default=[], metavar="DIR",
+                   help="photographs with object masks to synthesise training clips from "
+                        "(repeatable)")
+    p.add_argument("--static-clips", type=int, default=4000,
+                   help="clips synthesised from the photographs")
+    p.add_argument("--static-iters", type=int, default=0,
+                   help="first iterations on photograph clips only (the static stage)")
+    p.add_argument("--static-ratio", type=float, default=0.3,
+                   help="share of photograph clips in each batch after the static stage")
+    p.add_argument("--static-distractors", type=float, default=0.5,
+                   help="share of photograph clips with a similar object next to the target")
+    p.add_argument("--static-cache", default=None,
+                   help="feature cache file of the photograph clips (default: none, in RAM)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time")
     return p
@@ -295,9 +392,23 @@ def train(method: str, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(args.seed)
     rng_t = torch.Generator().manual_seed(args.seed)
+    if args.static:  # check the photographs before the long feature caches
+        from segtrack.data.static import load_static_sets
+
+        load_static_sets(args.static)
+        if not 0.0 <= args.static_ratio <= 1.0:
+            raise InputError(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
+        if args.static_clips < 1:
+            raise InputError(f"--static-clips {args.static_clips}: must be at least 1")
     t0 = time.time()
     cache = build_cache(data, args.variants, args.crop_size, args.search_factor,
                         "efficientnet-lite0", args.cache, args.quiet)
+    static = None
+    if args.static:
+        static = build_static_cache(args.static, args.static_clips, args.frames,
+                                    args.static_distractors, args.crop_size,
+                                    args.search_factor, "efficientnet-lite0",
+                                    args.static_cache, args.quiet)
     t_cache = time.time() - t0
     train_names, held = split_sequences(cache["names"], args.fold, args.folds)
     cfg = RTSConfig(crop_size=args.crop_size, conditioning=(method == "rts"))
@@ -324,6 +435,8 @@ def train(method: str, argv: list[str]) -> int:
         step = int(st["step"])
         history = st.get("history", [])
     batcher = Batcher(cache, train_names, args.frames, args.max_gap)
+    static_batcher = None if static is None else Batcher(static, static["names"], args.frames,
+                                                         None)
 
     def state() -> dict:
         return {"model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -340,8 +453,17 @@ def train(method: str, argv: list[str]) -> int:
     while step < args.iters:
         if args.max_minutes and (time.time() - t_train) / 60 > args.max_minutes:
             break
-        rows = batcher.draw(rng, args.batch)
-        batch = _gather(cache, rows)
+        if static_batcher is None:
+            batch = _gather(cache, batcher.draw(rng, args.batch))
+        else:  # photograph clips only in the static stage, then mixed in at --static-ratio
+            ratio = 1.0 if step < args.static_iters else args.static_ratio
+            n_static = int(rng.binomial(args.batch, ratio))
+            parts = []
+            if n_static:
+                parts.append(_gather(static, static_batcher.draw(rng, n_static)))
+            if args.batch - n_static:
+                parts.append(_gather(cache, batcher.draw(rng, args.batch - n_static)))
+            batch = {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
         losses = clip_loss(net, batch, args.batch, args.frames, args, rng_t)
         opt.zero_grad(set_to_none=True)
         skipped = not bool(torch.isfinite(losses["total"]))
@@ -370,6 +492,9 @@ def train(method: str, argv: list[str]) -> int:
         "train_minutes": round(train_minutes, 2), "final_losses": history[-1] if history else {},
         "argv": sys.argv,
     }
+    if static is not None:
+        info["static"] = {"dirs": args.static, "photos": static.get("photos"),
+                          "clips": len(static["names"]), "distractors": static.get("distractors")}
     if held:
         info["b2m_iou_held_out"] = evaluate_b2m(net, data, held, args.crop_size,
                                                 args.search_factor)

@@ -69,6 +69,7 @@ from segtrack.training.common import (
 )
 
 CACHE_SEED = 4004  # pair sampling and jitter of the cache (fixed, independent of --seed)
+STATIC_SEED = 4321  # clip synthesis of the photograph pairs (fixed, independent of --seed)
 LAMBDA_MASK, LAMBDA_SCORE, LAMBDA_BOX = 32.0, 1.0, 1.0
 
 
@@ -145,12 +146,16 @@ def sample_pair(src: _Source, rng: np.random.Generator, n_davis_pairs: int, k: i
 @torch.no_grad()
 def build_pair_cache(src: _Source, n_davis: int, n_synth: int, search_shift: float,
                      max_gap: int, neg_frac: float, backbone, quiet: bool = False,
-                     seed: int = CACHE_SEED, batch: int = 8) -> dict:
-    """Crops of ``n_davis + n_synth`` pairs and their frozen-backbone features (fp16)."""
+                     seed: int = CACHE_SEED, batch: int = 8, static=None,
+                     n_static: int = 0) -> dict:
+    """Crops of ``n_davis + n_synth`` video pairs, then ``n_static`` pairs made from
+    photographs (frames 0 and 1 of a :class:`segtrack.data.static.StaticClipMaker` clip), and
+    their frozen-backbone features (fp16)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
-    N = n_davis + n_synth
+    n_video = n_davis + n_synth
+    N = n_video + (n_static if static is not None else 0)
     z16 = torch.zeros(N, 112, 16, 16, dtype=torch.float16)
     x16 = torch.zeros(N, 112, 32, 32, dtype=torch.float16)
     x8 = torch.zeros(N, 40, 32, 32, dtype=torch.float16)
@@ -172,15 +177,24 @@ def build_pair_cache(src: _Source, n_davis: int, n_synth: int, search_shift: flo
         xs.clear()
         rows.clear()
 
-    k = 0
+    k = static_i = 0
     bar = tqdm(total=N, desc="pair cache", disable=quiet)
     while k < N:
-        vz, fz_, vx, fx_, neg = sample_pair(src, rng, n_davis, k, max_gap, neg_frac)
-        img_z, m_z = src.get(vz, fz_)
-        bz = mask_box(m_z)
-        if bz is None:
-            continue
-        img_x, m_x = (img_z, m_z) if (vx, fx_) == (vz, fz_) else src.get(vx, fx_)
+        if k >= n_video:
+            i, static_i = static_i, static_i + 1
+            clip = static.clip(i % len(static), np.random.default_rng([STATIC_SEED, i]))
+            img_z, m_z, img_x, m_x = clip.frames[0], clip.masks[0], clip.frames[1], clip.masks[1]
+            neg = False
+            bz = mask_box(m_z)
+            if bz is None:
+                continue
+        else:
+            vz, fz_, vx, fx_, neg = sample_pair(src, rng, n_davis, k, max_gap, neg_frac)
+            img_z, m_z = src.get(vz, fz_)
+            bz = mask_box(m_z)
+            if bz is None:
+                continue
+            img_x, m_x = (img_z, m_z) if (vx, fx_) == (vz, fz_) else src.get(vx, fx_)
         bx = mask_box(m_x)
         if bx is None:
             continue
@@ -358,8 +372,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--masks-per-pair", type=int, default=4)
     p.add_argument("--optim", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr-mult", type=float, default=0.2, help="(adam) x the seed's lr values")
+    p.add_argument("--static", action="append", default=[], metavar="DIR",
+                   help="photographs with object masks to synthesise training pairs from "
+                        "(repeatable)")
+    p.add_argument("--static-pairs", type=int, default=3000,
+                   help="pairs synthesised from the photographs")
+    p.add_argument("--static-iters", type=int, default=0,
+                   help="first iterations on photograph pairs only (the static stage)")
+    p.add_argument("--static-ratio", type=float, default=0.5,
+                   help="share of photograph pairs in each batch after the static stage")
+    p.add_argument("--static-distractors", type=float, default=0.5,
+                   help="share of photograph pairs with a similar object next to the target")
     p.add_argument("--threads", type=int, default=1)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.static and not 0.0 <= args.static_ratio <= 1.0:
+        p.error(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
+    return args
 
 
 def main(argv: list[str]) -> int:
@@ -374,16 +402,29 @@ def main(argv: list[str]) -> int:
     method = "siammask" if args.variant == "3b" else "siammask-2b"
     backbone = build_siammask_backbone()
     t0 = time.time()
-    key = hashlib.sha256(json.dumps([str(data.resolve()), train_names, args.pairs,
-                                     args.synth_pairs, args.synth_videos, args.search_shift,
-                                     args.max_gap, args.neg_frac, CACHE_SEED]).encode()
-                         ).hexdigest()[:16]
+    key_items = [str(data.resolve()), train_names, args.pairs, args.synth_pairs,
+                 args.synth_videos, args.search_shift, args.max_gap, args.neg_frac, CACHE_SEED]
+    maker = None
+    if args.static:
+        import dataclasses
+
+        from segtrack.data.static import ClipParams, StaticClipMaker, load_static_sets
+
+        photos = load_static_sets(args.static)
+        # a pair spans up to --max-gap video frames: larger steps than the clips of RTS
+        sp = ClipParams(frames=2, motion=0.3, scale_step=0.12,
+                        p_distractor=args.static_distractors)
+        maker = StaticClipMaker(photos, sp)
+        key_items += [[str(q.image) for q in photos], args.static_pairs,
+                      dataclasses.asdict(sp), STATIC_SEED]
+    key = hashlib.sha256(json.dumps(key_items, default=str).encode()).hexdigest()[:16]
+    n_video = args.pairs + (args.synth_pairs if args.synth_videos else 0)
 
     def build() -> dict:
         src = _Source(data, train_names, args.synth_videos)
         return build_pair_cache(src, args.pairs, args.synth_pairs if args.synth_videos else 0,
                                 args.search_shift, args.max_gap, args.neg_frac, backbone,
-                                args.quiet)
+                                args.quiet, static=maker, n_static=args.static_pairs)
 
     cache = _load_or_build(args.cache, key, build)
     t_cache = time.time() - t0
@@ -421,7 +462,14 @@ def main(argv: list[str]) -> int:
     while step < args.iters:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.iters, base)
-        idx = rng.choice(N, size=args.batch, replace=False)
+        if maker is None:
+            idx = rng.choice(N, size=args.batch, replace=False)
+        else:  # photograph pairs only in the static stage, then mixed in at --static-ratio
+            ratio = 1.0 if step < args.static_iters else args.static_ratio
+            n_s = int(rng.binomial(args.batch, ratio))
+            idx = np.concatenate([
+                n_video + rng.choice(N - n_video, size=n_s, replace=False),
+                rng.choice(n_video, size=args.batch - n_s, replace=False)]).astype(np.int64)
         losses = batch_loss(net, cache, lab, idx, rng, args.masks_per_pair)
         opt.zero_grad(set_to_none=True)
         if torch.isfinite(losses["total"]):
@@ -452,6 +500,8 @@ def main(argv: list[str]) -> int:
         "cache_minutes": round(t_cache / 60, 2), "train_minutes": round(train_minutes, 2),
         "final_losses": history[-1] if history else {}, "metrics": metrics, "argv": sys.argv,
     }
+    if maker is not None:
+        info["static"] = {"dirs": args.static, "photos": len(maker), "pairs": N - n_video}
     write_manifest(out / f"{method}.manifest.json", [weights], **info)
     print(json.dumps({"iterations": step, "train_minutes": round(train_minutes, 2),
                       "final_losses": info["final_losses"], "metrics": metrics}), flush=True)
