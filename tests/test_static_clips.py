@@ -182,7 +182,27 @@ def test_rts_static_cache_keeps_crops_masks_and_boxes_together(photos: Path) -> 
 def test_trainers_name_a_bad_static_folder(tmp_path: Path, davis_root: Path) -> None:
     from segtrack.training import run_training
 
-    for method in ("rts", "siammask"):
+    for method in ("rts", "siammask", "osvos"):
         with pytest.raises(InputError, match="--static '.*nowhere': no such folder"):
             run_training(method, ["--data", str(davis_root), "--out", str(tmp_path / method),
                                   "--static", str(tmp_path / "nowhere")])
+
+
+def test_static_stage_then_mixed_batches(photos: Path) -> None:
+    import argparse
+
+    from segtrack.training.common import add_static_args, check_static_args, static_share
+
+    p = argparse.ArgumentParser()
+    add_static_args(p, "clips", 10, 0.25)
+    args = p.parse_args(["--static", str(photos), "--static-iters", "5"])
+    assert len(check_static_args(args, "clips")) == 3
+    rng = np.random.default_rng(0)
+    assert all(static_share(rng, 8, step, args) == 8 for step in range(5))
+    mixed = [static_share(rng, 8, step, args) for step in range(5, 2005)]
+    assert 0 < min(mixed) or max(mixed) < 8
+    assert abs(np.mean(mixed) / 8 - 0.25) < 0.02
+    bad = p.parse_args(["--static", str(photos), "--static-ratio", "1.5"])
+    with pytest.raises(InputError, match="--static-ratio 1.5"):
+        check_static_args(bad, "clips")
+    assert check_static_args(p.parse_args([]), "clips") == []

@@ -60,4 +60,19 @@ def _tune_allocator() -> None:
         pass
 
 
+def release_memory() -> None:
+    """Give the freed heap pages back to the system (glibc ``malloc_trim``): with the fixed
+    thresholds above, a training run that built a large cache out of many mid-sized arrays
+    would otherwise keep their pages for its whole life."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 _tune_allocator()

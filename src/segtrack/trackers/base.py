@@ -32,9 +32,10 @@ class EdgeParams:
     """Full-resolution boundary refinement of the methods that segment at a coarse stride
     (:mod:`segtrack.geometry.edges`)."""
 
-    edges: bool = False  # re-snap the upsampled mask boundary to the image edges
-    edge_radius: float = 1.0  # filter radius, in score cells (frame pixels per cell x this)
-    edge_eps: float = 1e-3  # filter regularisation (larger: smoother, closer to bilinear)
+    # defaults chosen on held-out DAVIS fold 0 (BENCHMARKS.md, "Sharper boundaries")
+    edges: bool = True  # re-snap the upsampled mask boundary to the image edges
+    edge_radius: float = 1.5  # filter radius, in score cells (frame pixels per cell x this)
+    edge_eps: float = 1e-4  # filter regularisation (larger: smoother, closer to bilinear)
 
     def refine(self, prob: np.ndarray, frame: np.ndarray, cell_px: float) -> np.ndarray:
         """``prob`` (frame-size probabilities pasted from cells of ``cell_px`` frame pixels)

@@ -49,6 +49,10 @@ __all__ = [
     "add_common_args",
     "check_data_root",
     "start_run",
+    "add_static_args",
+    "check_static_args",
+    "static_share",
+    "STATIC_SEED",
 ]
 
 #: fold 0 of 5 over the sorted 30 DAVIS-2016 train sequences (``sorted(names)[0::5]``)
@@ -151,15 +155,20 @@ def compute_feature_cache(
     """
     from tqdm import tqdm
 
-    out: dict[int, list[torch.Tensor]] = {s: [] for s in strides}
+    out: dict[int, torch.Tensor] = {}
     batch: list[np.ndarray] = []
+    done = 0
     bar = tqdm(total=count, desc=desc, unit="img", disable=not progress)
 
     def flush() -> None:
+        nonlocal done
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255.0)
         feats = backbone(x)
         for s in strides:
-            out[s].append(feats[s].to(dtype))
+            if s not in out:  # one allocation per stride: no concatenation copy at the end
+                out[s] = torch.empty((count, *feats[s].shape[1:]), dtype=dtype)
+            out[s][done:done + len(batch)] = feats[s].to(dtype)
+        done += len(batch)
         bar.update(len(batch))
         batch.clear()
 
@@ -170,7 +179,9 @@ def compute_feature_cache(
     if batch:
         flush()
     bar.close()
-    return {s: torch.cat(v) for s, v in out.items()}
+    if done != count:
+        raise ValueError(f"compute_feature_cache: {done} images, {count} expected")
+    return dict(out)
 
 
 class LossLog:
@@ -309,6 +320,52 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=float, default=180.0, help="seconds")
     p.add_argument("--cache", default=None, help="feature cache file (default: none, in RAM)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+STATIC_SEED = 4321  # clip synthesis from photographs (fixed, independent of --seed)
+
+
+def add_static_args(p: argparse.ArgumentParser, unit: str, count: int, ratio: float) -> None:
+    """``--static DIR`` (repeatable) and the options of the static stage; ``unit`` names what is
+    synthesised (``clips``, ``pairs``, ``frames``), ``--static-<unit>`` how many."""
+    p.add_argument("--static", action="append", default=[], metavar="DIR",
+                   help=f"photographs with object masks to synthesise training {unit} from "
+                        "(repeatable)")
+    p.add_argument(f"--static-{unit}", type=int, default=count,
+                   help=f"{unit} synthesised from the photographs")
+    p.add_argument("--static-iters", type=int, default=0,
+                   help=f"first iterations on photograph {unit} only (the static stage)")
+    p.add_argument("--static-ratio", type=float, default=ratio,
+                   help=f"share of photograph {unit} in each batch after the static stage")
+    p.add_argument("--static-distractors", type=float, default=0.5,
+                   help=f"share of photograph {unit} with a similar object next to the target")
+
+
+def check_static_args(args: argparse.Namespace, unit: str) -> list:
+    """The photographs of ``args.static`` (InputError on a bad folder or option), [] without."""
+    if not args.static:
+        return []
+    from segtrack.data.static import load_static_sets
+
+    photos = load_static_sets(args.static)
+    if not 0.0 <= args.static_ratio <= 1.0:
+        raise InputError(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
+    if not 0.0 <= args.static_distractors <= 1.0:
+        raise InputError(
+            f"--static-distractors {args.static_distractors}: must be between 0 and 1")
+    n = getattr(args, f"static_{unit}")
+    if n < 1:
+        raise InputError(f"--static-{unit} {n}: must be at least 1")
+    return photos
+
+
+def static_share(rng: np.random.Generator, batch: int, step: int, args: argparse.Namespace,
+                 ) -> int:
+    """How many of a batch's ``batch`` samples come from photographs at iteration ``step``:
+    all of them in the static stage (``--static-iters``), then ``Binomial(batch,
+    --static-ratio)``."""
+    ratio = 1.0 if step < args.static_iters else args.static_ratio
+    return int(rng.binomial(batch, ratio))
 
 
 def start_run(

@@ -33,10 +33,13 @@ import torch
 from segtrack.training.common import (
     Checkpointer,
     add_common_args,
+    add_static_args,
     check_data_root,
+    check_static_args,
     compute_feature_cache,
     split_sequences,
     start_run,
+    static_share,
     write_manifest,
 )
 
@@ -68,6 +71,37 @@ def davis_samples(root: str, names: list[str], step: int, short_side: int, flow:
             else:
                 flows.append(None)
     return imgs, masks, flows
+
+
+def static_samples(photos: list, count: int, distractors: float, size: tuple[int, int],
+                   quiet: bool) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(images, masks at stride 2, flow magnitudes at stride 2) of ``count`` frames synthesised
+    from photographs: frame 1 of a two-frame clip (:mod:`segtrack.data.static`, object pasted on
+    another photo, with a similar distractor in a share ``distractors`` of them), its flow
+    magnitude from frame 0 (for MaskTrack+Flow); frames are ``size`` (H, W), the network size
+    of the video frames they are mixed with."""
+    from tqdm import tqdm
+
+    from segtrack.data.static import ClipParams, StaticClipMaker
+    from segtrack.models.oneshot import dis_flow, flow_magnitude, resize
+    from segtrack.training.common import STATIC_SEED
+
+    params = ClipParams(frames=2, canvas=(int(size[0]), int(size[1])), p_distractor=distractors)
+    maker = StaticClipMaker(photos, params)
+    half = (size[0] // 2, size[1] // 2)
+    imgs, masks, flows = [], [], []
+    for i in tqdm(range(count), desc="static frames", disable=quiet):
+        clip = maker.clip(i % len(photos), np.random.default_rng([STATIC_SEED, i]))
+        prev, im = clip.frames
+        imgs.append(im)
+        masks.append(resize(clip.masks[1], half))
+        flows.append(resize(flow_magnitude(dis_flow(prev, im)), half))
+    return imgs, masks, flows
+
+
+def masks_shape(doc: dict) -> tuple[int, int]:
+    """(H, W) of the cached stride-2 training masks."""
+    return tuple(doc["masks"][0].shape[:2])
 
 
 def _extra(kind: int, masks: list[np.ndarray], flows: list, rng: np.random.Generator,
@@ -115,7 +149,9 @@ def train(kind_name: str, argv: list[str] | None) -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--name", default=kind_name, help="weight file stem")
+    add_static_args(p, "frames", 1500, 0.3)
     a = p.parse_args(argv)
+    photos = check_static_args(a, "frames")
     rng, out, t0 = start_run(a.seed, a.out)
     from segtrack.eval.datasets import load_davis
 
@@ -142,9 +178,28 @@ def train(kind_name: str, argv: list[str] | None) -> int:
                "hmasks": hmasks, "hflows": hflows, "train": train_names, "held": held}
         if cache is not None:
             torch.save(doc, cache)
+    static = None
+    if photos:
+        size = tuple(int(v) * 2 for v in masks_shape(doc))
+        skey = json.dumps([[str(q.image) for q in photos], a.static_frames,
+                           a.static_distractors, size])
+        static = doc.get("static")
+        if static is None or static.get("key") != skey:
+            simgs, smasks, sflows = static_samples(photos, a.static_frames,
+                                                   a.static_distractors, size, a.quiet)
+            sfeats = compute_feature_cache(net.backbone, simgs, len(simgs), STRIDES,
+                                           batch_size=4, progress=not a.quiet, desc="static")
+            static = {"key": skey, "feats": sfeats, "masks": smasks, "flows": sflows}
+            doc["static"] = static
+            if cache is not None:
+                tmp = cache.with_suffix(".tmp")
+                torch.save(doc, tmp)
+                tmp.replace(cache)
     feats, masks, flows = doc["feats"], doc["masks"], doc["flows"]
     print(f"features ready ({time.time() - t0:.0f}s)", flush=True)
     targets = torch.from_numpy(np.stack(masks)).float()[:, None]
+    if static is not None:
+        s_targets = torch.from_numpy(np.stack(static["masks"])).float()[:, None]
     head = net.head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.iters,
@@ -162,11 +217,20 @@ def train(kind_name: str, argv: list[str] | None) -> int:
     n = len(masks)
     run = 0.0
     for it in range(start, a.iters):
-        b = rng.choice(n, size=a.batch, replace=False)
+        n_s = static_share(rng, a.batch, it, a) if static is not None else 0
+        b = rng.choice(n, size=a.batch - n_s, replace=False)
         bt = torch.from_numpy(b)
         f = {s: feats[s][bt].float() for s in STRIDES}
         y = targets[bt]
-        ex = _extra(kind, [masks[i] for i in b], [flows[i] for i in b] if flow else [], rng)
+        bm, bf = [masks[i] for i in b], [flows[i] for i in b]
+        if n_s:  # photograph frames (all of them during the static stage)
+            sb = rng.choice(len(static["masks"]), size=n_s, replace=False)
+            st = torch.from_numpy(sb)
+            f = {s: torch.cat([f[s], static["feats"][s][st].float()]) for s in STRIDES}
+            y = torch.cat([y, s_targets[st]])
+            bm += [static["masks"][i] for i in sb]
+            bf += [static["flows"][i] for i in sb]
+        ex = _extra(kind, bm, bf if flow else [], rng)
         if rng.random() < 0.5:
             f = {s: v.flip(-1) for s, v in f.items()}
             y = y.flip(-1)
@@ -187,6 +251,8 @@ def train(kind_name: str, argv: list[str] | None) -> int:
     net.eval()
     metrics = evaluate(net, doc["hfeats"], doc["hmasks"], doc["hflows"], kind)
     metrics["train_frames"] = n
+    if static is not None:
+        metrics["static_frames"] = len(static["masks"])
     print(json.dumps(metrics), flush=True)
     wpath = out / f"{a.name}.pt"
     save_oneshot(wpath, net)
@@ -196,6 +262,10 @@ def train(kind_name: str, argv: list[str] | None) -> int:
                    fold=fold, folds=a.folds, held_out=held, train_sequences=train_names,
                    metrics=metrics, loss_log=log, train_seconds=time.time() - t0,
                    config=asdict(cfg),
+                   static=None if static is None else {
+                       "dirs": a.static, "frames": len(static["masks"]),
+                       "static_iters": a.static_iters, "ratio": a.static_ratio,
+                       "distractors": a.static_distractors},
                    note="head only (fp16); the frozen ImageNet EfficientNet-Lite0 is not included")
     print(f"wrote {wpath}")
     return 0

@@ -38,19 +38,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segtrack.errors import InputError
+from segtrack import release_memory
 from segtrack.models.rts import RTSConfig, RTSNet, save_heads
 from segtrack.models.rts.learners import gaussian_label
 from segtrack.models.rts.search import Crop, box_map, crop_image, crop_mask, search_side
 from segtrack.training.common import (
+    STATIC_SEED,
     Checkpointer,
     ClipSampler,
     LossLog,
     add_common_args,
+    add_static_args,
     check_data_root,
+    check_static_args,
     compute_feature_cache,
     seed_everything,
     split_sequences,
+    static_share,
     write_manifest,
 )
 from segtrack.training.losses import hinge_cls_loss, lovasz_hinge
@@ -138,6 +142,7 @@ class _CropStore:
             **(extra or {}),
         }
         self.crops.clear()
+        release_memory()
         return obj
 
 
@@ -186,9 +191,6 @@ def build_cache(data: Path, variants: int, size: int, factor: float, backbone_na
     obj = store.finish(key, variants, backbone_name, quiet)
     _save_cache(cache_file, obj)
     return obj
-
-
-STATIC_SEED = 4321  # clip synthesis of the static cache (fixed, independent of --seed)
 
 
 def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors: float,
@@ -365,17 +367,7 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument("--variants", type=int, default=2, help="jittered crops per frame in the cache")
     p.add_argument("--crop-size", type=int, default=288)
     p.add_argument("--search-factor", type=float, default=4.0)
-    p.add_argument("--static", action="append", default=[], metavar="DIR",
-                   help="photographs with object masks to synthesise training clips from "
-                        "(repeatable)")
-    p.add_argument("--static-clips", type=int, default=4000,
-                   help="clips synthesised from the photographs")
-    p.add_argument("--static-iters", type=int, default=0,
-                   help="first iterations on photograph clips only (the static stage)")
-    p.add_argument("--static-ratio", type=float, default=0.3,
-                   help="share of photograph clips in each batch after the static stage")
-    p.add_argument("--static-distractors", type=float, default=0.5,
-                   help="share of photograph clips with a similar object next to the target")
+    add_static_args(p, "clips", 4000, 0.3)
     p.add_argument("--static-cache", default=None,
                    help="feature cache file of the photograph clips (default: none, in RAM)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -392,14 +384,7 @@ def train(method: str, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(args.seed)
     rng_t = torch.Generator().manual_seed(args.seed)
-    if args.static:  # check the photographs before the long feature caches
-        from segtrack.data.static import load_static_sets
-
-        load_static_sets(args.static)
-        if not 0.0 <= args.static_ratio <= 1.0:
-            raise InputError(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
-        if args.static_clips < 1:
-            raise InputError(f"--static-clips {args.static_clips}: must be at least 1")
+    check_static_args(args, "clips")  # before the long feature caches
     t0 = time.time()
     cache = build_cache(data, args.variants, args.crop_size, args.search_factor,
                         "efficientnet-lite0", args.cache, args.quiet)
@@ -456,8 +441,7 @@ def train(method: str, argv: list[str]) -> int:
         if static_batcher is None:
             batch = _gather(cache, batcher.draw(rng, args.batch))
         else:  # photograph clips only in the static stage, then mixed in at --static-ratio
-            ratio = 1.0 if step < args.static_iters else args.static_ratio
-            n_static = int(rng.binomial(args.batch, ratio))
+            n_static = static_share(rng, args.batch, step, args)
             parts = []
             if n_static:
                 parts.append(_gather(static, static_batcher.draw(rng, n_static)))

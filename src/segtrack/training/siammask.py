@@ -59,17 +59,20 @@ from segtrack.models.siammask import (
     siamfc_labels,
 )
 from segtrack.training.common import (
+    STATIC_SEED,
     Checkpointer,
     LossLog,
     add_common_args,
+    add_static_args,
     check_data_root,
+    check_static_args,
     split_sequences,
     start_run,
+    static_share,
     write_manifest,
 )
 
 CACHE_SEED = 4004  # pair sampling and jitter of the cache (fixed, independent of --seed)
-STATIC_SEED = 4321  # clip synthesis of the photograph pairs (fixed, independent of --seed)
 LAMBDA_MASK, LAMBDA_SCORE, LAMBDA_BOX = 32.0, 1.0, 1.0
 
 
@@ -372,22 +375,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--masks-per-pair", type=int, default=4)
     p.add_argument("--optim", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr-mult", type=float, default=0.2, help="(adam) x the seed's lr values")
-    p.add_argument("--static", action="append", default=[], metavar="DIR",
-                   help="photographs with object masks to synthesise training pairs from "
-                        "(repeatable)")
-    p.add_argument("--static-pairs", type=int, default=3000,
-                   help="pairs synthesised from the photographs")
-    p.add_argument("--static-iters", type=int, default=0,
-                   help="first iterations on photograph pairs only (the static stage)")
-    p.add_argument("--static-ratio", type=float, default=0.5,
-                   help="share of photograph pairs in each batch after the static stage")
-    p.add_argument("--static-distractors", type=float, default=0.5,
-                   help="share of photograph pairs with a similar object next to the target")
+    add_static_args(p, "pairs", 3000, 0.5)
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    if args.static and not 0.0 <= args.static_ratio <= 1.0:
-        p.error(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -405,12 +395,12 @@ def main(argv: list[str]) -> int:
     key_items = [str(data.resolve()), train_names, args.pairs, args.synth_pairs,
                  args.synth_videos, args.search_shift, args.max_gap, args.neg_frac, CACHE_SEED]
     maker = None
-    if args.static:
+    photos = check_static_args(args, "pairs")
+    if photos:
         import dataclasses
 
-        from segtrack.data.static import ClipParams, StaticClipMaker, load_static_sets
+        from segtrack.data.static import ClipParams, StaticClipMaker
 
-        photos = load_static_sets(args.static)
         # a pair spans up to --max-gap video frames: larger steps than the clips of RTS
         sp = ClipParams(frames=2, motion=0.3, scale_step=0.12,
                         p_distractor=args.static_distractors)
@@ -465,8 +455,7 @@ def main(argv: list[str]) -> int:
         if maker is None:
             idx = rng.choice(N, size=args.batch, replace=False)
         else:  # photograph pairs only in the static stage, then mixed in at --static-ratio
-            ratio = 1.0 if step < args.static_iters else args.static_ratio
-            n_s = int(rng.binomial(args.batch, ratio))
+            n_s = static_share(rng, args.batch, step, args)
             idx = np.concatenate([
                 n_video + rng.choice(N - n_video, size=n_s, replace=False),
                 rng.choice(n_video, size=args.batch - n_s, replace=False)]).astype(np.int64)
