@@ -206,3 +206,18 @@ def test_static_stage_then_mixed_batches(photos: Path) -> None:
     with pytest.raises(InputError, match="--static-ratio 1.5"):
         check_static_args(bad, "clips")
     assert check_static_args(p.parse_args([]), "clips") == []
+
+
+def test_convlstm_photograph_videos_are_consecutive_frames(photos: Path) -> None:
+    from segtrack.data.static import load_static_sets as load
+    from segtrack.training.convlstm import static_videos
+
+    vids = static_videos(load([photos]), 2, 5, 0.0)
+    assert [v.name for v in vids] == ["static-0", "static-1"] and vids[0].n == 5
+    ims, ms = vids[1].load()
+    assert len(ims) == 5 and ims[0].shape == (384, 640, 3) and all(m.any() for m in ms)
+    a, b = ms[0], ms[1]
+    overlap = (a & b).sum() / max((a | b).sum(), 1)
+    assert overlap > 0.3  # small steps between consecutive frames
+    again, _ = vids[1].load()
+    np.testing.assert_array_equal(again[3], ims[3])

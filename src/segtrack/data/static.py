@@ -270,6 +270,11 @@ class StaticClipMaker:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def numbered(self, i: int, seed: int) -> StaticClip:
+        """Clip number ``i`` of a series: photo ``i mod N``, generator ``[seed, i]`` (how every
+        trainer draws its clips, so the same i and seed always give the same clip)."""
+        return self.clip(int(i) % len(self.samples), np.random.default_rng([int(seed), int(i)]))
+
     def clip(self, index: int, rng: np.random.Generator) -> StaticClip:
         """A clip whose target is photo ``index`` (the next usable one if its object is tiny)."""
         for k in range(len(self.samples)):

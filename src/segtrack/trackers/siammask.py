@@ -119,6 +119,7 @@ class SiamMaskParams(TrackerParams, EdgeParams):
     search_size: int = 255
     threads: int = 1  # torch threads while tracking (0 = leave torch's setting); the CPU is shared
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
+    edge_radius: float = 2.5  # boundary filter radius in mask cells (best on fold 0)
 
 
 def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:

@@ -52,6 +52,7 @@ __all__ = [
     "add_static_args",
     "check_static_args",
     "static_share",
+    "mixed_batch",
     "STATIC_SEED",
 ]
 
@@ -325,18 +326,21 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 STATIC_SEED = 4321  # clip synthesis from photographs (fixed, independent of --seed)
 
 
-def add_static_args(p: argparse.ArgumentParser, unit: str, count: int, ratio: float) -> None:
+def add_static_args(p: argparse.ArgumentParser, unit: str, count: int,
+                    ratio: float | None) -> None:
     """``--static DIR`` (repeatable) and the options of the static stage; ``unit`` names what is
-    synthesised (``clips``, ``pairs``, ``frames``), ``--static-<unit>`` how many."""
+    synthesised (``clips``, ``pairs``, ``frames``, ``videos``), ``--static-<unit>`` how many.
+    ``ratio=None``: the trainer has no batch mixture (no ``--static-iters``/``--static-ratio``)."""
     p.add_argument("--static", action="append", default=[], metavar="DIR",
                    help=f"photographs with object masks to synthesise training {unit} from "
                         "(repeatable)")
     p.add_argument(f"--static-{unit}", type=int, default=count,
                    help=f"{unit} synthesised from the photographs")
-    p.add_argument("--static-iters", type=int, default=0,
-                   help=f"first iterations on photograph {unit} only (the static stage)")
-    p.add_argument("--static-ratio", type=float, default=ratio,
-                   help=f"share of photograph {unit} in each batch after the static stage")
+    if ratio is not None:
+        p.add_argument("--static-iters", type=int, default=0,
+                       help=f"first iterations on photograph {unit} only (the static stage)")
+        p.add_argument("--static-ratio", type=float, default=ratio,
+                       help=f"share of photograph {unit} in each batch after the static stage")
     p.add_argument("--static-distractors", type=float, default=0.5,
                    help=f"share of photograph {unit} with a similar object next to the target")
 
@@ -348,7 +352,7 @@ def check_static_args(args: argparse.Namespace, unit: str) -> list:
     from segtrack.data.static import load_static_sets
 
     photos = load_static_sets(args.static)
-    if not 0.0 <= args.static_ratio <= 1.0:
+    if not 0.0 <= getattr(args, "static_ratio", 0.0) <= 1.0:
         raise InputError(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
     if not 0.0 <= args.static_distractors <= 1.0:
         raise InputError(
@@ -366,6 +370,16 @@ def static_share(rng: np.random.Generator, batch: int, step: int, args: argparse
     --static-ratio)``."""
     ratio = 1.0 if step < args.static_iters else args.static_ratio
     return int(rng.binomial(batch, ratio))
+
+
+def mixed_batch(rng: np.random.Generator, n_video: int, n_static: int, batch: int, step: int,
+                args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into the video samples, into the photograph samples) of one batch of ``batch``
+    samples drawn without replacement, the split given by :func:`static_share`."""
+    k = static_share(rng, batch, step, args)
+    static = rng.choice(n_static, size=k, replace=False)
+    video = rng.choice(n_video, size=batch - k, replace=False)
+    return video.astype(np.int64), static.astype(np.int64)
 
 
 def start_run(

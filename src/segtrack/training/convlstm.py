@@ -40,7 +40,9 @@ from segtrack.models import convlstm as M
 from segtrack.training.common import (
     Checkpointer,
     add_common_args,
+    add_static_args,
     check_data_root,
+    check_static_args,
     seed_everything,
     split_sequences,
     write_manifest,
@@ -102,6 +104,34 @@ def synthetic_videos(count: int, seed: int, frames: int = 48) -> list[Video]:
             return img, lab == 1
 
         out.append(Video(f"synthetic-{k}", len(v), (v.config.height, v.config.width), reader))
+    return out
+
+
+def static_videos(photos: list, count: int, frames: int, distractors: float) -> list[Video]:
+    """``count`` videos of ``frames`` frames synthesised from photographs
+    (:mod:`segtrack.data.static`; smaller per-frame steps than the 3-frame clips of RTS, as
+    these are consecutive frames); each is made when first read and one is kept at a time."""
+    from segtrack.data.static import ClipParams, StaticClipMaker
+    from segtrack.training.common import STATIC_SEED
+
+    params = ClipParams(frames=frames, motion=0.06, scale_step=0.03, rotate_step=3.0,
+                        tps_step=0.01, bg_motion=0.01, p_distractor=distractors)
+    maker = StaticClipMaker(photos, params)
+    last: dict = {}
+
+    def make(k: int):
+        if last.get("k") != k:
+            last.clear()
+            last.update(k=k, clip=maker.numbered(k, STATIC_SEED))
+        return last["clip"]
+
+    out = []
+    for k in range(count):
+        def reader(i: int, k=k) -> tuple[np.ndarray, np.ndarray]:
+            c = make(k)
+            return c.frames[i], c.masks[i]
+
+        out.append(Video(f"static-{k}", frames, params.canvas, reader))
     return out
 
 
@@ -398,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads for this run")
     p.add_argument("--max-frames", type=int, default=80, help="Algorithm 1 frames per video")
     p.add_argument("--eval", action="store_true", help="score held-out sequences at the end")
+    add_static_args(p, "videos", 200, None)
+    p.add_argument("--static-frames", type=int, default=24, help="frames per photograph video")
     return p
 
 
@@ -424,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "segtrack train convlstm " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     log(command)
     root = check_data_root(args.data)
+    photos = check_static_args(args, "videos")
     from segtrack.eval.datasets import load_davis
 
     names = [s.name for s in load_davis(root)]
@@ -432,7 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = M.ConvLSTMConfig(roi=args.roi, map_size=args.map_size)
     fx = M.FeatureExtractor(cfg.backbone)
     videos = davis_videos(str(root), train_names) + synthetic_videos(args.synthetic, args.seed)
-    log(f"train videos: {len(train_names)} DAVIS + {args.synthetic} synthetic; held out: {held}")
+    if photos:
+        videos += static_videos(photos, args.static_videos, args.static_frames,
+                                args.static_distractors)
+    log(f"train videos: {len(train_names)} DAVIS + {args.synthetic} synthetic"
+        f" + {args.static_videos if photos else 0} from photographs; held out: {held}")
     ckpt = Checkpointer(out, args.checkpoint_every)
     saved = ckpt.load(rng) if args.resume else None
     done = set(saved["done"]) if saved else set()
@@ -572,7 +609,10 @@ def main(argv: list[str] | None = None) -> int:
     write_manifest(
         out / "convlstm.manifest.json", [wpath],
         method="convlstm", command=command, data={"davis2016_train": train_names,
-                                                  "synthetic_videos": args.synthetic},
+                                                  "synthetic_videos": args.synthetic,
+                                                  "static": args.static,
+                                                  "static_videos": args.static_videos
+                                                  if photos else 0},
         held_out=held, fold=args.fold, folds=args.folds, seed=args.seed,
         config=asdict(cfg), args=vars(args), metrics=metrics,
         train_seconds=round(time.time() - t_start, 1),

@@ -37,9 +37,9 @@ from segtrack.training.common import (
     check_data_root,
     check_static_args,
     compute_feature_cache,
+    mixed_batch,
     split_sequences,
     start_run,
-    static_share,
     write_manifest,
 )
 
@@ -91,7 +91,7 @@ def static_samples(photos: list, count: int, distractors: float, size: tuple[int
     half = (size[0] // 2, size[1] // 2)
     imgs, masks, flows = [], [], []
     for i in tqdm(range(count), desc="static frames", disable=quiet):
-        clip = maker.clip(i % len(photos), np.random.default_rng([STATIC_SEED, i]))
+        clip = maker.numbered(i, STATIC_SEED)
         prev, im = clip.frames
         imgs.append(im)
         masks.append(resize(clip.masks[1], half))
@@ -217,14 +217,15 @@ def train(kind_name: str, argv: list[str] | None) -> int:
     n = len(masks)
     run = 0.0
     for it in range(start, a.iters):
-        n_s = static_share(rng, a.batch, it, a) if static is not None else 0
-        b = rng.choice(n, size=a.batch - n_s, replace=False)
+        if static is None:
+            b, sb = rng.choice(n, size=a.batch, replace=False), []
+        else:
+            b, sb = mixed_batch(rng, n, len(static["masks"]), a.batch, it, a)
         bt = torch.from_numpy(b)
         f = {s: feats[s][bt].float() for s in STRIDES}
         y = targets[bt]
         bm, bf = [masks[i] for i in b], [flows[i] for i in b]
-        if n_s:  # photograph frames (all of them during the static stage)
-            sb = rng.choice(len(static["masks"]), size=n_s, replace=False)
+        if len(sb):  # photograph frames (all of them during the static stage)
             st = torch.from_numpy(sb)
             f = {s: torch.cat([f[s], static["feats"][s][st].float()]) for s in STRIDES}
             y = torch.cat([y, s_targets[st]])

@@ -217,7 +217,7 @@ def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors
     store = _CropStore(size, factor)
     kinds: dict[str, int] = {}
     for i in tqdm(range(clips), desc="static clips", disable=quiet):
-        clip = maker.clip(i % len(samples), np.random.default_rng([STATIC_SEED, i]))
+        clip = maker.numbered(i, STATIC_SEED)
         d = clip.info["distractor"] or "none"
         kinds[d] = kinds.get(d, 0) + 1
         store.add(f"static{i}", zip(clip.frames, clip.masks, strict=True), 1,

@@ -25,10 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segtrack.errors import InputError
 from segtrack.training.common import (
+    STATIC_SEED,
     add_common_args,
+    add_static_args,
     check_data_root,
+    check_static_args,
     compute_feature_cache,
+    mixed_batch,
     split_sequences,
     start_run,
     write_manifest,
@@ -114,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=6)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--name", default=None, help="weight file stem (default semseg-synth/-davis)")
+    add_static_args(p, "frames", 1500, 0.3)
     a = p.parse_args(argv)
+    photos = check_static_args(a, "frames")
+    if photos and a.data == "synthetic":
+        raise InputError("--static: photographs have one object class; use them with DAVIS data")
     rng, out, t0 = start_run(a.seed, a.out)
     if a.data == "synthetic":
         from segtrack.data.synthetic import KINDS
@@ -149,6 +158,27 @@ def main(argv: list[str] | None = None) -> int:
             torch.save(feats, a.cache)
     # the loss is computed at half the input resolution (labels nearest-downsampled)
     labels = torch.from_numpy(np.stack([lab[::2, ::2] for lab in labs])).long()
+    n_static, s_feats, s_labels = 0, None, None
+    if photos:  # frame 1 of a two-frame photograph clip at the DAVIS frame size, label 1
+        from segtrack.data.static import ClipParams, StaticClipMaker
+
+        maker = StaticClipMaker(photos, ClipParams(frames=2, canvas=DAVIS_SIZE,
+                                                   p_distractor=a.static_distractors))
+        s_masks: list[np.ndarray] = []
+
+        def frames():
+            for i in range(a.static_frames):
+                clip = maker.numbered(i, STATIC_SEED)
+                s_masks.append(clip.masks[1][::2, ::2])
+                yield clip.frames[1]
+
+        s_feats = compute_feature_cache(model.backbone, frames(), a.static_frames,
+                                        (4, 8, 16, 32), progress=not a.quiet, desc="static")
+        s_labels = torch.from_numpy(np.stack(s_masks)).long()
+        n_static = len(s_masks)
+        data_desc["static"] = {"dirs": a.static, "frames": n_static,
+                               "static_iters": a.static_iters, "ratio": a.static_ratio,
+                               "distractors": a.static_distractors}
     print(f"features cached ({time.time() - t0:.0f}s)")
     head = model.head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=1e-4)
@@ -157,9 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     n = len(imgs)
     log = []
     for it in range(a.iters):
-        b = torch.from_numpy(rng.choice(n, size=a.batch, replace=False))
-        f = {s: feats[s][b].float() for s in feats}
-        y = labels[b]
+        if not n_static:
+            b = torch.from_numpy(rng.choice(n, size=a.batch, replace=False))
+            f = {s: feats[s][b].float() for s in feats}
+            y = labels[b]
+        else:  # photograph frames mixed in (all of them during the static stage)
+            vb, sb = (torch.from_numpy(v) for v in mixed_batch(rng, n, n_static, a.batch, it, a))
+            f = {s: torch.cat([feats[s][vb], s_feats[s][sb]]).float() for s in feats}
+            y = torch.cat([labels[vb], s_labels[sb]])
         if rng.random() < 0.5:  # horizontal flip of features and labels
             f = {s: v.flip(-1) for s, v in f.items()}
             y = y.flip(-1)

@@ -66,9 +66,9 @@ from segtrack.training.common import (
     add_static_args,
     check_data_root,
     check_static_args,
+    mixed_batch,
     split_sequences,
     start_run,
-    static_share,
     write_manifest,
 )
 
@@ -185,7 +185,7 @@ def build_pair_cache(src: _Source, n_davis: int, n_synth: int, search_shift: flo
     while k < N:
         if k >= n_video:
             i, static_i = static_i, static_i + 1
-            clip = static.clip(i % len(static), np.random.default_rng([STATIC_SEED, i]))
+            clip = static.numbered(i, STATIC_SEED)
             img_z, m_z, img_x, m_x = clip.frames[0], clip.masks[0], clip.frames[1], clip.masks[1]
             neg = False
             bz = mask_box(m_z)
@@ -455,10 +455,8 @@ def main(argv: list[str]) -> int:
         if maker is None:
             idx = rng.choice(N, size=args.batch, replace=False)
         else:  # photograph pairs only in the static stage, then mixed in at --static-ratio
-            n_s = static_share(rng, args.batch, step, args)
-            idx = np.concatenate([
-                n_video + rng.choice(N - n_video, size=n_s, replace=False),
-                rng.choice(n_video, size=args.batch - n_s, replace=False)]).astype(np.int64)
+            video, static = mixed_batch(rng, n_video, N - n_video, args.batch, step, args)
+            idx = np.concatenate([n_video + static, video])
         losses = batch_loss(net, cache, lab, idx, rng, args.masks_per_pair)
         opt.zero_grad(set_to_none=True)
         if torch.isfinite(losses["total"]):
