@@ -128,7 +128,6 @@ def to_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torch.T
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
 
 
-@torch.no_grad()
 class SemSegGraph(nn.Module):
     """Backbone + head -> class logits at stride 4 (what the inference runtime exports)."""
 
@@ -136,6 +135,7 @@ class SemSegGraph(nn.Module):
         super().__init__()
         self.model = model
 
+    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.head(self.model.backbone(x))
 

@@ -106,7 +106,7 @@ class _Graphs:
 
 @dataclasses.dataclass
 class SiamMaskParams(TrackerParams, EdgeParams):
-    weights: str = ""  # "" = the committed weights/<method>.pt
+    weights: str = ""  # file, or committed name ("" = weights/<method>.pt; "siammask-fold0")
     penalty_k: float = 0.04  # scale / aspect change penalty (3b)
     window_influence: float = 0.42  # cosine window weight
     lr: float = 0.25  # target size update rate (3b)
@@ -158,6 +158,9 @@ class SiamMaskTracker(Tracker):
             raise InputError(f"parameter 'threshold': {p.threshold} not in (0, 1)")
         p.check_edges()
         path = Path(p.weights) if p.weights else default_weights(self.name)
+        if p.weights and not path.is_file() and default_weights(p.weights.removesuffix(".pt")
+                                                                ).is_file():
+            path = default_weights(p.weights.removesuffix(".pt"))  # a committed name
         self.net = _load_net(path, device)
         if self.net.cfg.variant != self.variant:
             raise InputError(f"weights '{path}' are a {self.net.cfg.variant} SiamMask, "

@@ -367,6 +367,9 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument("--variants", type=int, default=2, help="jittered crops per frame in the cache")
     p.add_argument("--crop-size", type=int, default=288)
     p.add_argument("--search-factor", type=float, default=4.0)
+    p.add_argument("--backbone", default="efficientnet-lite0",
+                   choices=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
+                   help="frozen ImageNet backbone (lite1/lite2 need their pip packages)")
     add_static_args(p, "clips", 4000, 0.3)
     p.add_argument("--static-cache", default=None,
                    help="feature cache file of the photograph clips (default: none, in RAM)")
@@ -387,16 +390,19 @@ def train(method: str, argv: list[str]) -> int:
     check_static_args(args, "clips")  # before the long feature caches
     t0 = time.time()
     cache = build_cache(data, args.variants, args.crop_size, args.search_factor,
-                        "efficientnet-lite0", args.cache, args.quiet)
+                        args.backbone, args.cache, args.quiet)
     static = None
     if args.static:
         static = build_static_cache(args.static, args.static_clips, args.frames,
                                     args.static_distractors, args.crop_size,
-                                    args.search_factor, "efficientnet-lite0",
+                                    args.search_factor, args.backbone,
                                     args.static_cache, args.quiet)
     t_cache = time.time() - t0
     train_names, held = split_sequences(cache["names"], args.fold, args.folds)
-    cfg = RTSConfig(crop_size=args.crop_size, conditioning=(method == "rts"))
+    ch = {k: v.shape[1] for k, v in cache["feats"].items()}
+    cfg = RTSConfig(backbone=args.backbone, crop_size=args.crop_size,
+                    conditioning=(method == "rts"), channels4=ch[4], channels8=ch[8],
+                    channels16=ch[16])
     torch.manual_seed(args.seed)
     net = RTSNet(cfg)
     if method == "lwl":  # the instance branch / score encoder are unused: freeze them
@@ -481,7 +487,7 @@ def train(method: str, argv: list[str]) -> int:
                           "clips": len(static["names"]), "distractors": static.get("distractors")}
     if held:
         info["b2m_iou_held_out"] = evaluate_b2m(net, data, held, args.crop_size,
-                                                args.search_factor)
+                                                args.search_factor, args.backbone)
     write_manifest(out / f"{method}.manifest.json", [weights], **info)
     if not args.quiet:
         print(json.dumps({k: info[k] for k in ("iterations", "train_minutes", "final_losses")}
@@ -491,7 +497,7 @@ def train(method: str, argv: list[str]) -> int:
 
 @torch.no_grad()
 def evaluate_b2m(net: RTSNet, data: Path, names: list[str], size: int, factor: float,
-                 every: int = 5) -> float:
+                 backbone: str = "efficientnet-lite0", every: int = 5) -> float:
     """Mean full-frame IoU of the box-to-mask network on every ``every``-th annotated frame of
     ``names`` (box = min-max box of the ground-truth mask)."""
     from segtrack.eval.datasets import load_davis
@@ -499,8 +505,7 @@ def evaluate_b2m(net: RTSNet, data: Path, names: list[str], size: int, factor: f
     from segtrack.models.backbones import build_backbone
     from segtrack.models.rts.infer import box_to_mask
 
-    bb = build_backbone("efficientnet-lite0", pretrained=True, out_strides=STRIDES,
-                        freeze_bn=True).eval()
+    bb = build_backbone(backbone, pretrained=True, out_strides=STRIDES, freeze_bn=True).eval()
     ious = []
     for seq in load_davis(data):
         if seq.name not in names:
