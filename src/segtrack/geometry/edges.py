@@ -65,26 +65,31 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
     if s > 1:
         ma = cv2.resize(ma, (W, H), interpolation=cv2.INTER_LINEAR)
         mb = cv2.resize(mb, (W, H), interpolation=cv2.INTER_LINEAR)
-    return (ma * full).sum(-1) + mb
+    q = mb
+    for c in range(3):
+        q += ma[..., c] * full[..., c]
+    return q
 
 
 def guided_refine(prob: np.ndarray, image: np.ndarray, radius: int, eps: float = 1e-3,
-                  band: tuple[float, float] = (0.02, 0.98)) -> np.ndarray:
+                  band: tuple[float, float] = (0.02, 0.98), inplace: bool = False) -> np.ndarray:
     """Probabilities ``prob`` (H, W) float32, upsampled from a coarse stride, re-snapped to the
     edges of ``image`` (H, W, 3) uint8 RGB.  Only the box around the uncertain band
     (``band[0] < prob < band[1]``), grown by two radii, is filtered; elsewhere ``prob`` is
-    returned as it is.  The result is clipped to [0, 1]."""
+    returned as it is.  The result is clipped to [0, 1]; ``inplace`` writes it into ``prob``."""
     r = max(1, int(round(radius)))
     unsure = (prob > band[0]) & (prob < band[1])
-    if not unsure.any():
+    rows, cols = unsure.any(1), unsure.any(0)
+    if not rows.any():
         return prob
-    ys, xs = np.nonzero(unsure)
     H, W = prob.shape
     m = 2 * r + 1
-    y0, y1 = max(0, int(ys.min()) - m), min(H, int(ys.max()) + 1 + m)
-    x0, x1 = max(0, int(xs.min()) - m), min(W, int(xs.max()) + 1 + m)
-    guide = image[y0:y1, x0:x1].astype(np.float32) * (1.0 / 255.0)
+    y0 = max(0, int(rows.argmax()) - m)
+    y1 = min(H, H - int(rows[::-1].argmax()) + m)
+    x0 = max(0, int(cols.argmax()) - m)
+    x1 = min(W, W - int(cols[::-1].argmax()) + m)
+    guide = np.multiply(image[y0:y1, x0:x1], np.float32(1.0 / 255.0), dtype=np.float32)
     q = guided_filter(guide, prob[y0:y1, x0:x1], r, eps, subsample=max(1, r // 2))
-    out = prob.copy()
-    out[y0:y1, x0:x1] = np.clip(q, 0.0, 1.0)
+    out = prob if inplace else prob.copy()
+    np.clip(q, 0.0, 1.0, out=out[y0:y1, x0:x1])
     return out

@@ -39,12 +39,12 @@ class EdgeParams:
 
     def refine(self, prob: np.ndarray, frame: np.ndarray, cell_px: float) -> np.ndarray:
         """``prob`` (frame-size probabilities pasted from cells of ``cell_px`` frame pixels)
-        refined against ``frame`` when ``edges`` is on."""
+        refined against ``frame`` when ``edges`` is on (in place: ``prob`` is the caller's)."""
         if not self.edges or cell_px <= 1.0:
             return prob
         from segtrack.geometry.edges import guided_refine
 
-        return guided_refine(prob, frame, self.edge_radius * cell_px, self.edge_eps)
+        return guided_refine(prob, frame, self.edge_radius * cell_px, self.edge_eps, inplace=True)
 
     def check_edges(self) -> None:
         if not self.edge_radius > 0:
