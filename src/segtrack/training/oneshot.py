@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from segtrack.training.common import (
+    STATIC_SEED,
     Checkpointer,
     add_common_args,
     add_static_args,
@@ -84,7 +85,6 @@ def static_samples(photos: list, count: int, distractors: float, size: tuple[int
 
     from segtrack.data.static import ClipParams, StaticClipMaker
     from segtrack.models.oneshot import dis_flow, flow_magnitude, resize
-    from segtrack.training.common import STATIC_SEED
 
     params = ClipParams(frames=2, canvas=(int(size[0]), int(size[1])), p_distractor=distractors)
     maker = StaticClipMaker(photos, params)
@@ -97,11 +97,6 @@ def static_samples(photos: list, count: int, distractors: float, size: tuple[int
         masks.append(resize(clip.masks[1], half))
         flows.append(resize(flow_magnitude(dis_flow(prev, im)), half))
     return imgs, masks, flows
-
-
-def masks_shape(doc: dict) -> tuple[int, int]:
-    """(H, W) of the cached stride-2 training masks."""
-    return tuple(doc["masks"][0].shape[:2])
 
 
 def _extra(kind: int, masks: list[np.ndarray], flows: list, rng: np.random.Generator,
@@ -180,7 +175,7 @@ def train(kind_name: str, argv: list[str] | None) -> int:
             torch.save(doc, cache)
     static = None
     if photos:
-        size = tuple(int(v) * 2 for v in masks_shape(doc))
+        size = tuple(2 * int(v) for v in doc["masks"][0].shape[:2])  # the network input size
         skey = json.dumps([[str(q.image) for q in photos], a.static_frames,
                            a.static_distractors, size])
         static = doc.get("static")
