@@ -32,7 +32,7 @@ class EdgeParams:
     """Full-resolution boundary refinement of the methods that segment at a coarse stride
     (:mod:`segtrack.geometry.edges`)."""
 
-    # defaults chosen on held-out DAVIS fold 0 (BENCHMARKS.md, "Sharper boundaries")
+    # defaults chosen on held-out DAVIS fold 0 (BENCHMARKS.md, "Boundary refinement")
     edges: bool = True  # re-snap the upsampled mask boundary to the image edges
     edge_radius: float = 1.5  # filter radius, in score cells (frame pixels per cell x this)
     edge_eps: float = 1e-4  # filter regularisation (larger: smoother, closer to bilinear)
