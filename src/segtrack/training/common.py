@@ -44,6 +44,7 @@ __all__ = [
     "ClipSampler",
     "compute_feature_cache",
     "Checkpointer",
+    "load_or_build",
     "sha256_file",
     "write_manifest",
     "add_common_args",
@@ -272,6 +273,24 @@ class Checkpointer:
         if rng is not None and r.get("generator") is not None:
             rng.bit_generator.state = r["generator"]
         return full
+
+
+def load_or_build(path: str | os.PathLike | None, key: str,
+                  build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A cache dict: the file ``path`` when it exists and was built with ``key``, else
+    ``build()`` (stamped with ``key`` and saved atomically to ``path`` when given)."""
+    if path and Path(path).is_file():
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+        if obj.get("key") == key:
+            return obj
+    obj = build()
+    obj["key"] = key
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(path) + ".tmp")
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    return obj
 
 
 def sha256_file(path: str | os.PathLike) -> str:

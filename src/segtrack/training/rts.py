@@ -52,6 +52,7 @@ from segtrack.training.common import (
     check_data_root,
     check_static_args,
     compute_feature_cache,
+    load_or_build,
     seed_everything,
     split_sequences,
     static_share,
@@ -126,7 +127,7 @@ class _CropStore:
         self.names.append(name)
         self.lengths.append(n)
 
-    def finish(self, key: str, variants: int, backbone_name: str, quiet: bool,
+    def finish(self, variants: int, backbone_name: str, quiet: bool,
                extra: dict | None = None) -> dict:
         from segtrack.models.backbones import build_backbone
 
@@ -135,7 +136,7 @@ class _CropStore:
         feats = compute_feature_cache(bb, iter(self.crops), len(self.crops), STRIDES,
                                       progress=not quiet, desc="backbone")
         obj = {
-            "key": key, "names": self.names, "lengths": self.lengths, "variants": variants,
+            "names": self.names, "lengths": self.lengths, "variants": variants,
             "size": self.size, "feats": feats, "m4": torch.from_numpy(np.stack(self.m4)),
             "mloss": torch.from_numpy(np.stack(self.mloss)),
             "boxes": torch.tensor(np.asarray(self.boxes, np.float32)),
@@ -144,22 +145,6 @@ class _CropStore:
         self.crops.clear()
         release_memory()
         return obj
-
-
-def _load_cache(cache_file: str | None, key: str) -> dict | None:
-    if cache_file and Path(cache_file).is_file():
-        obj = torch.load(cache_file, map_location="cpu", weights_only=False)
-        if obj.get("key") == key:
-            return obj
-    return None
-
-
-def _save_cache(cache_file: str | None, obj: dict) -> None:
-    if cache_file:
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache_file) + ".tmp")
-        torch.save(obj, tmp)
-        tmp.replace(cache_file)
 
 
 def build_cache(data: Path, variants: int, size: int, factor: float, backbone_name: str,
@@ -175,22 +160,21 @@ def build_cache(data: Path, variants: int, size: int, factor: float, backbone_na
             [str(data.resolve()), variants, size, factor, backbone_name, CACHE_SEED]
         ).encode()
     ).hexdigest()[:16]
-    obj = _load_cache(cache_file, key)
-    if obj is not None:
-        return obj
-    store = _CropStore(size, factor)
-    for si, seq in enumerate(tqdm(load_davis(data), desc="crops", disable=quiet)):
 
-        def frames(seq=seq):
-            for f in range(len(seq.frames)):
-                img = read_image(seq.frames[f])
-                lab = seq.read_labels(f)
-                yield img, (lab > 0 if lab is not None else np.zeros(img.shape[:2], bool))
+    def build() -> dict:
+        store = _CropStore(size, factor)
+        for si, seq in enumerate(tqdm(load_davis(data), desc="crops", disable=quiet)):
 
-        store.add(seq.name, frames(), variants, (CACHE_SEED, si))
-    obj = store.finish(key, variants, backbone_name, quiet)
-    _save_cache(cache_file, obj)
-    return obj
+            def frames(seq=seq):
+                for f in range(len(seq.frames)):
+                    img = read_image(seq.frames[f])
+                    lab = seq.read_labels(f)
+                    yield img, (lab > 0 if lab is not None else np.zeros(img.shape[:2], bool))
+
+            store.add(seq.name, frames(), variants, (CACHE_SEED, si))
+        return store.finish(variants, backbone_name, quiet)
+
+    return load_or_build(cache_file, key, build)
 
 
 def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors: float,
@@ -210,22 +194,21 @@ def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors
     key = hashlib.sha256(json.dumps(
         [[str(s.image) for s in samples], clips, dataclasses.asdict(params), size, factor,
          backbone_name, STATIC_SEED], default=str).encode()).hexdigest()[:16]
-    obj = _load_cache(cache_file, key)
-    if obj is not None:
-        return obj
-    maker = StaticClipMaker(samples, params)
-    store = _CropStore(size, factor)
-    kinds: dict[str, int] = {}
-    for i in tqdm(range(clips), desc="static clips", disable=quiet):
-        clip = maker.numbered(i, STATIC_SEED)
-        d = clip.info["distractor"] or "none"
-        kinds[d] = kinds.get(d, 0) + 1
-        store.add(f"static{i}", zip(clip.frames, clip.masks, strict=True), 1,
-                  (STATIC_SEED, 1, i), jitter=i)
-    obj = store.finish(key, 1, backbone_name, quiet,
-                       {"photos": len(samples), "distractors": kinds})
-    _save_cache(cache_file, obj)
-    return obj
+
+    def build() -> dict:
+        maker = StaticClipMaker(samples, params)
+        store = _CropStore(size, factor)
+        kinds: dict[str, int] = {}
+        for i in tqdm(range(clips), desc="static clips", disable=quiet):
+            clip = maker.numbered(i, STATIC_SEED)
+            d = clip.info["distractor"] or "none"
+            kinds[d] = kinds.get(d, 0) + 1
+            store.add(f"static{i}", zip(clip.frames, clip.masks, strict=True), 1,
+                      (STATIC_SEED, 1, i), jitter=i)
+        return store.finish(1, backbone_name, quiet,
+                            {"photos": len(samples), "distractors": kinds})
+
+    return load_or_build(cache_file, key, build)
 
 
 class Batcher:

@@ -66,6 +66,7 @@ from segtrack.training.common import (
     add_static_args,
     check_data_root,
     check_static_args,
+    load_or_build,
     mixed_batch,
     split_sequences,
     start_run,
@@ -343,20 +344,6 @@ def held_out_pair_iou(net: SiamMaskNet, cache: dict, lab: dict | None = None) ->
     return out
 
 
-def _load_or_build(path: str | None, key: str, build) -> dict:
-    if path and Path(path).is_file():
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-        if obj.get("key") == key:
-            return obj
-    obj = build()
-    obj["key"] = key
-    if path:
-        tmp = Path(str(path) + ".tmp")
-        torch.save(obj, tmp)
-        tmp.replace(path)
-    return obj
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="segtrack train siammask",
                                 description="Train SiamMask heads (seed 004) on a CPU.")
@@ -416,7 +403,7 @@ def main(argv: list[str]) -> int:
                                 args.search_shift, args.max_gap, args.neg_frac, backbone,
                                 args.quiet, static=maker, n_static=args.static_pairs)
 
-    cache = _load_or_build(args.cache, key, build)
+    cache = load_or_build(args.cache, key, build)
     t_cache = time.time() - t0
     cfg = SiamMaskConfig(variant=args.variant, refine=not args.no_refine)
     torch.manual_seed(args.seed)
