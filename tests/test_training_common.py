@@ -63,3 +63,25 @@ def test_checkpointer_resume_needs_a_checkpoint(tmp_path):
     st = ck.resume(rng2)
     assert st["step"] == 7 and st["history"] == [{"step": 5}]
     assert rng2.integers(1 << 30) == expected  # generator state restored
+
+
+def test_load_or_build_keys_the_cache(tmp_path):
+    from segtrack.training.common import load_or_build
+
+    path = tmp_path / "c.pt"
+    calls = []
+
+    def build(v):
+        def f():
+            calls.append(v)
+            return {"x": torch.full((3,), float(v))}
+        return f
+
+    a = load_or_build(path, "fold0", build(0))
+    assert calls == [0] and path.is_file() and not list(tmp_path.glob("*.tmp"))
+    b = load_or_build(path, "fold0", build(1))  # same key: read back, not rebuilt
+    assert calls == [0] and torch.equal(b["x"], a["x"])
+    c = load_or_build(path, "fold1", build(1))  # another fold: rebuilt and replaced
+    assert calls == [0, 1] and float(c["x"][0]) == 1.0
+    assert float(load_or_build(path, "fold1", build(2))["x"][0]) == 1.0
+    assert load_or_build(None, "k", build(3))["key"] == "k" and calls == [0, 1, 3]

@@ -278,9 +278,12 @@ class Checkpointer:
 def load_or_build(path: str | os.PathLike | None, key: str,
                   build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A cache dict: the file ``path`` when it exists and was built with ``key``, else
-    ``build()`` (stamped with ``key`` and saved atomically to ``path`` when given)."""
+    ``build()`` (stamped with ``key`` and saved atomically to ``path`` when given).
+
+    A file is memory-mapped, not read into memory: several trainings reading the same
+    cache share one copy in the page cache, and only the rows drawn are ever touched."""
     if path and Path(path).is_file():
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         if obj.get("key") == key:
             return obj
     obj = build()

@@ -21,6 +21,7 @@ adds the fine-tuning seconds per video (what BENCHMARKS reports).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -38,6 +39,7 @@ from segtrack.training.common import (
     check_data_root,
     check_static_args,
     compute_feature_cache,
+    load_or_build,
     mixed_batch,
     split_sequences,
     start_run,
@@ -158,9 +160,10 @@ def train(kind_name: str, argv: list[str] | None) -> int:
     net = OneShotNet(cfg)
     flow = kind == 2
     cache = Path(a.cache) if a.cache else None
-    if cache is not None and cache.is_file():
-        doc = torch.load(cache, weights_only=False)
-    else:
+    key = hashlib.sha256(json.dumps(
+        [str(root.resolve()), train_names, held, a.step, a.short_side]).encode()).hexdigest()[:16]
+
+    def build() -> dict:
         imgs, masks, flows = davis_samples(str(root), train_names, a.step, a.short_side, True)
         himgs, hmasks, hflows = davis_samples(str(root), held, 10, a.short_side, True)
         print(f"{len(imgs)} training frames, {len(himgs)} held-out ({time.time() - t0:.0f}s)",
@@ -169,10 +172,10 @@ def train(kind_name: str, argv: list[str] | None) -> int:
                                       progress=not a.quiet)
         hfeats = compute_feature_cache(net.backbone, himgs, len(himgs), STRIDES, batch_size=4,
                                        progress=not a.quiet)
-        doc = {"feats": feats, "masks": masks, "flows": flows, "hfeats": hfeats,
-               "hmasks": hmasks, "hflows": hflows, "train": train_names, "held": held}
-        if cache is not None:
-            torch.save(doc, cache)
+        return {"feats": feats, "masks": masks, "flows": flows, "hfeats": hfeats,
+                "hmasks": hmasks, "hflows": hflows, "train": train_names, "held": held}
+
+    doc = load_or_build(cache, key, build)
     static = None
     if photos:
         size = tuple(2 * int(v) for v in doc["masks"][0].shape[:2])  # the network input size

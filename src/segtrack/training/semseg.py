@@ -16,9 +16,9 @@ iteration only costs the head.  Deterministic given ``--seed`` and one thread.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ from segtrack.training.common import (
     check_data_root,
     check_static_args,
     compute_feature_cache,
+    load_or_build,
     mixed_batch,
     split_sequences,
     start_run,
@@ -149,13 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SemSegConfig(num_classes=len(names), class_names=names)
     model = SemSeg(cfg)
     print(f"{len(imgs)} training frames, {len(test_imgs)} test frames ({time.time() - t0:.0f}s)")
-    if a.cache and Path(a.cache).is_file():
-        feats = torch.load(a.cache, weights_only=False)
-    else:
-        feats = compute_feature_cache(model.backbone, imgs, len(imgs), (4, 8, 16, 32),
-                                      progress=not a.quiet)
-        if a.cache:
-            torch.save(feats, a.cache)
+    key = hashlib.sha256(json.dumps([str(a.data), data_desc]).encode()).hexdigest()[:16]
+    feats = load_or_build(a.cache, key, lambda: {"feats": compute_feature_cache(
+        model.backbone, imgs, len(imgs), (4, 8, 16, 32), progress=not a.quiet)})["feats"]
     # the loss is computed at half the input resolution (labels nearest-downsampled)
     labels = torch.from_numpy(np.stack([lab[::2, ::2] for lab in labs])).long()
     n_static, s_feats, s_labels = 0, None, None
