@@ -255,3 +255,55 @@ def test_start_run_seeds_and_creates_output(tmp_path):
         assert np.array_equal(a, rng2.random(3))
     finally:
         torch.set_num_threads(before)
+
+
+def test_rts_trainer_tunes_the_stride16_stage_and_the_tracker_uses_it(tmp_path):
+    import cv2
+
+    from segtrack.data.synthetic import make_video, write_video
+    from segtrack.models.rts import RTSNet, load_heads
+    from segtrack.models.rts.net import RTSConfig
+    from segtrack.trackers.registry import load_tracker
+
+    root = tmp_path / "d"
+    for s in (0, 1):
+        write_video(make_video(s, num_frames=5, height=96, width=128), root, f"clip{s}")
+    photos = tmp_path / "photos"
+    for d in ("images", "masks"):
+        (photos / d).mkdir(parents=True)
+    for i in range(2):
+        img = np.random.default_rng(i).integers(0, 255, (80, 100, 3), dtype=np.uint8)
+        m = np.zeros((80, 100), np.uint8)
+        m[20 + i:60, 30:70 - i] = 255
+        cv2.imwrite(str(photos / "images" / f"cat0{i}_{i}.jpg"), img)
+        cv2.imwrite(str(photos / "masks" / f"cat0{i}_{i}.png"), m)
+    out = tmp_path / "run"
+    assert run_training("rts", [
+        "--data", str(root), "--out", str(out), "--fold", "0", "--folds", "2", "--iters", "3",
+        "--batch", "2", "--crop-size", "96", "--variants", "1", "--threads", "1", "--quiet",
+        "--static", str(photos), "--static-clips", "3", "--static-iters", "2",
+        "--tune-stride16", "static", "--tune-lr", "1e-2"]) == 0
+    net = load_heads(out / "rts.pt")
+    assert net.cfg.tuned_stride16
+    ref = RTSNet(RTSConfig(tuned_stride16=True))
+    ref.load_pretrained_stage16()
+    moved = [float((a - b).abs().max()) for a, b in
+             zip(net.stage16.state_dict().values(), ref.stage16.state_dict().values(),
+                 strict=True)]
+    assert max(moved) > 1e-3  # trained during the photograph stage
+    bb = net.build_backbone((8, 16))
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        f = bb(x)
+        assert torch.allclose(net.stage16(f[8]), f[16], atol=1e-5)
+        assert not torch.allclose(ref.stage16(f[8]), f[16], atol=1e-3)
+    frame = cv2.cvtColor(cv2.imread(str(root / "JPEGImages" / "480p" / "clip0" / "00000.jpg")),
+                         cv2.COLOR_BGR2RGB)
+    mask = np.zeros(frame.shape[:2], bool)
+    mask[30:60, 40:80] = True
+    tr = load_tracker("rts", weights=str(out / "rts.pt"), crop_size=96, runtime="torch")
+    tr.init(frame, mask=mask)
+    assert tr.track(frame).mask.shape == frame.shape[:2]
+    with pytest.raises(InputError, match="--tune-stride16 static"):
+        run_training("rts", ["--data", str(root), "--out", str(tmp_path / "x"),
+                             "--tune-stride16", "static"])

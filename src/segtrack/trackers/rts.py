@@ -57,15 +57,17 @@ def _load_net(path: Path, device: str):
     return shared(("rts-heads", str(path), device), lambda: load_heads(path, device))
 
 
-def _load_backbone(name: str, device: str):
+def _load_backbone(net, weights: Path, device: str):
+    """The frozen backbone of ``net`` (its own stride-16 stage when it was trained with one)."""
+    tuned = bool(net.cfg.tuned_stride16)
+
     def build():
-        from segtrack.models.backbones import build_backbone
         from segtrack.models.rts.infer import fuse_batchnorm
 
-        bb = build_backbone(name, pretrained=True, out_strides=(4, 8, 16), freeze_bn=True)
-        return fuse_batchnorm(bb.eval()).to(device)
+        return fuse_batchnorm(net.build_backbone((4, 8, 16))).to(device)
 
-    return shared(("rts-backbone", name, device), build)
+    key = str(weights) if tuned else ""
+    return shared(("rts-backbone", net.cfg.backbone, key, device), build)
 
 
 class _Graphs:
@@ -80,7 +82,7 @@ class _Graphs:
 
         self.net = _load_net(main, device)
         self.seg_net = _load_net(seg, device)
-        backbone = _load_backbone(self.net.cfg.backbone, device)
+        backbone = _load_backbone(self.net, main, device)
         tag = f"{main.stem}-{seg.stem}-{'i' if use_instance else ''}{'c' if conditioning else ''}"
         n = crop_size
         img = torch.zeros(1, n, n, 3, dtype=torch.uint8, device=device)

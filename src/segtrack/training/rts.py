@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from segtrack import release_memory
+from segtrack.errors import InputError
 from segtrack.models.rts import RTSConfig, RTSNet, save_heads
 from segtrack.models.rts.learners import gaussian_label
 from segtrack.models.rts.search import Crop, box_map, crop_image, crop_mask, search_side
@@ -353,6 +354,11 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="efficientnet-lite0",
                    choices=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
                    help="frozen ImageNet backbone (lite1/lite2 need their pip packages)")
+    p.add_argument("--tune-stride16", default="none", choices=["none", "static", "all"],
+                   help="also train the backbone's last (stride-16) stage, from ImageNet, "
+                        "during the photograph stage only or throughout; saved in the weights")
+    p.add_argument("--tune-lr", type=float, default=1e-4,
+                   help="learning rate of the tuned backbone stage")
     add_static_args(p, "clips", 4000, 0.3)
     p.add_argument("--static-cache", default=None,
                    help="feature cache file of the photograph clips (default: none, in RAM)")
@@ -363,6 +369,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
 
 def train(method: str, argv: list[str]) -> int:
     args = build_parser(method).parse_args(argv)
+    if args.tune_stride16 == "static" and not (args.static and args.static_iters > 0):
+        raise InputError("--tune-stride16 static: needs --static DIR and --static-iters > 0")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     data = check_data_root(args.data)
@@ -385,15 +393,22 @@ def train(method: str, argv: list[str]) -> int:
     ch = {k: v.shape[1] for k, v in cache["feats"].items()}
     cfg = RTSConfig(backbone=args.backbone, crop_size=args.crop_size,
                     conditioning=(method == "rts"), channels4=ch[4], channels8=ch[8],
-                    channels16=ch[16])
+                    channels16=ch[16], tuned_stride16=args.tune_stride16 != "none")
     torch.manual_seed(args.seed)
     net = RTSNet(cfg)
+    if cfg.tuned_stride16:
+        net.load_pretrained_stage16()
     if method == "lwl":  # the instance branch / score encoder are unused: freeze them
         for mod in (net.feat_c, net.inst_learner, net.score_enc):
             for q in mod.parameters():
                 q.requires_grad_(False)
     params = [q for q in net.parameters() if q.requires_grad]
-    opt = torch.optim.Adam(params, lr=args.lr)
+    tuned = {id(q) for q in net.stage16.parameters()} if cfg.tuned_stride16 else set()
+    opt = torch.optim.Adam([
+        {"params": [q for q in params if id(q) not in tuned]},
+        *([{"params": [q for q in params if id(q) in tuned], "lr": args.tune_lr}]
+          if tuned else []),
+    ], lr=args.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, [int(0.6 * args.iters), int(0.85 * args.iters)], gamma=0.2
     )
@@ -437,6 +452,10 @@ def train(method: str, argv: list[str]) -> int:
             if args.batch - n_static:
                 parts.append(_gather(cache, batcher.draw(rng, args.batch - n_static)))
             batch = {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+        if cfg.tuned_stride16:  # stride-16 features from the cached stride-8 ones
+            learn = args.tune_stride16 == "all" or step < args.static_iters
+            with torch.set_grad_enabled(learn):
+                batch[16] = net.stage16(batch[8])
         losses = clip_loss(net, batch, args.batch, args.frames, args, rng_t)
         opt.zero_grad(set_to_none=True)
         skipped = not bool(torch.isfinite(losses["total"]))
@@ -470,7 +489,7 @@ def train(method: str, argv: list[str]) -> int:
                           "clips": len(static["names"]), "distractors": static.get("distractors")}
     if held:
         info["b2m_iou_held_out"] = evaluate_b2m(net, data, held, args.crop_size,
-                                                args.search_factor, args.backbone)
+                                                args.search_factor)
     write_manifest(out / f"{method}.manifest.json", [weights], **info)
     if not args.quiet:
         print(json.dumps({k: info[k] for k in ("iterations", "train_minutes", "final_losses")}
@@ -480,15 +499,14 @@ def train(method: str, argv: list[str]) -> int:
 
 @torch.no_grad()
 def evaluate_b2m(net: RTSNet, data: Path, names: list[str], size: int, factor: float,
-                 backbone: str = "efficientnet-lite0", every: int = 5) -> float:
+                 every: int = 5) -> float:
     """Mean full-frame IoU of the box-to-mask network on every ``every``-th annotated frame of
     ``names`` (box = min-max box of the ground-truth mask)."""
     from segtrack.eval.datasets import load_davis
     from segtrack.io.sources import read_image
-    from segtrack.models.backbones import build_backbone
     from segtrack.models.rts.infer import box_to_mask
 
-    bb = build_backbone(backbone, pretrained=True, out_strides=STRIDES, freeze_bn=True).eval()
+    bb = net.build_backbone(STRIDES)
     ious = []
     for seq in load_davis(data):
         if seq.name not in names:

@@ -424,6 +424,11 @@ class EfficientNetLite(nn.Module):
         head = [k for k in state if k.split(".")[0] in ("head_conv", "head_bn", "fc")]
         check_and_load(self, state, repr(str(path)), ignorable=() if self.with_head else head)
 
+    def stage_blocks(self, stride: int) -> list[int]:
+        """Indices into ``self.blocks`` of the blocks working at nominal ``stride`` (from the
+        tap at ``stride // 2`` to the tap at ``stride``)."""
+        return [i for i, b in enumerate(self._block_stride) if b == stride]
+
     # -- modes -----------------------------------------------------------------------------
     def train(self, mode: bool = True) -> EfficientNetLite:
         super().train(mode)

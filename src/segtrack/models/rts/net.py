@@ -50,6 +50,9 @@ class RTSConfig:
     channels8: int = 40
     channels16: int = 112
     conditioning: bool = True
+    # the backbone's stride-16 stage is part of these weights (fine-tuned in training on the
+    # cached stride-8 features) instead of the frozen ImageNet one
+    tuned_stride16: bool = False
 
 
 def conv(cin: int, cout: int, k: int = 3, relu: bool = True) -> nn.Sequential:
@@ -179,6 +182,39 @@ class RTSNet(nn.Module):
         self.score_enc = ScoreEncoder(c.enc_dim)
         self.decoder = Decoder(c.enc_dim, c.channels16, c.channels8, c.channels4)
         self.b2m = BoxToMask(c)
+        if c.tuned_stride16:
+            from segtrack.models.backbones import build_backbone
+
+            bb = build_backbone(c.backbone, pretrained=False, out_strides=(16,))
+            self.stage16 = nn.Sequential(*[bb.blocks[i] for i in bb.stage_blocks(16)])
+
+    def train(self, mode: bool = True) -> RTSNet:
+        super().train(mode)
+        if hasattr(self, "stage16"):  # batch statistics stay ImageNet's
+            from segtrack.models.backbones.efficientnet_lite import set_bn_eval
+
+            set_bn_eval(self.stage16)
+        return self
+
+    def load_pretrained_stage16(self) -> None:
+        """Start the tuned stride-16 stage from the ImageNet weights of the backbone."""
+        from segtrack.models.backbones import build_backbone
+
+        bb = build_backbone(self.cfg.backbone, pretrained=True, out_strides=(16,))
+        src = nn.Sequential(*[bb.blocks[i] for i in bb.stage_blocks(16)])
+        self.stage16.load_state_dict(src.state_dict())
+
+    def build_backbone(self, out_strides: tuple[int, ...] = (4, 8, 16)) -> nn.Module:
+        """The backbone these heads were trained on, BatchNorm frozen: the ImageNet one, with
+        this network's own stride-16 stage when it was tuned."""
+        from segtrack.models.backbones import build_backbone
+
+        bb = build_backbone(self.cfg.backbone, pretrained=True, out_strides=out_strides,
+                            freeze_bn=True)
+        if self.cfg.tuned_stride16:
+            for i, block in zip(bb.stage_blocks(16), self.stage16, strict=True):
+                bb.blocks[i].load_state_dict(block.state_dict())
+        return bb.eval()
 
     def seg_features(self, f16: torch.Tensor) -> torch.Tensor:
         return self.feat_s(f16)
