@@ -125,3 +125,13 @@ def test_wrong_weights_kind_is_input_error(tmp_path, video) -> None:
     with pytest.raises(InputError, match="not found"):
         load_tracker("osvos", weights=str(tmp_path / "none.pt")).init(
             video[0][0], mask=video[0][1])
+
+
+def test_weights_by_committed_name_or_path(tmp_path):
+    from segtrack.errors import InputError
+    from segtrack.models.oneshot import WEIGHTS_DIR, resolve_weights
+
+    assert resolve_weights("masktrack", "osvos") == WEIGHTS_DIR / "masktrack.pt"
+    assert resolve_weights("", "osvos") == WEIGHTS_DIR / "osvos.pt"
+    with pytest.raises(InputError, match="weights '.*nope' not found"):
+        resolve_weights(str(tmp_path / "nope"), "osvos")

@@ -208,7 +208,12 @@ def save_oneshot(path: str | os.PathLike, net: OneShotNet, half: bool = True, **
 
 
 def resolve_weights(path: str | os.PathLike | None, default_name: str) -> Path:
+    """A weight file given as a path or as the name of a committed one ("masktrack"); empty:
+    the committed ``default_name``."""
     p = Path(path) if path else WEIGHTS_DIR / f"{default_name}.pt"
+    named = WEIGHTS_DIR / f"{str(path).removesuffix('.pt')}.pt"
+    if path and not p.is_file() and "/" not in str(path) and named.is_file():
+        p = named
     if not p.is_file():
         raise InputError(
             f"weights '{p}' not found (train them with `segtrack train {default_name}`, "

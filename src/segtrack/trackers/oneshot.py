@@ -42,7 +42,7 @@ import torch
 
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
-from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
+from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
 #: fine-tuning seconds of each initialised video (in order), for the benchmarks
@@ -50,7 +50,7 @@ FINETUNE_LOG: list[float] = []
 
 
 @dataclasses.dataclass
-class OSVOSParams(TrackerParams):
+class OSVOSParams(TrackerParams, EdgeParams):
     weights: str = ""  # "" = the committed weights/<method>.pt
     threshold: float = 0.5
     short_side: int = 0  # network input short side (0 = the weights' own, 256)
@@ -69,6 +69,7 @@ class OSVOSParams(TrackerParams):
     lucid: bool = False  # add Lucid data dreaming samples
     lucid_samples: int = 8
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
+    edges: bool = False
 
 
 @dataclasses.dataclass
@@ -304,6 +305,7 @@ class OSVOSTracker(Tracker):
         from segtrack.models.oneshot import net_size, resize
 
         t0 = time.perf_counter()
+        self.params.check_edges()
         rng = np.random.default_rng(self.params.seed)
         torch.manual_seed(self.params.seed)
         self.net = self._load()
@@ -351,12 +353,14 @@ class OSVOSTracker(Tracker):
         """Extra input channels for ``small`` (``memo``: per-frame values objects share)."""
         return None
 
-    def _finish(self, logits: torch.Tensor) -> Prediction:
+    def _finish(self, logits: torch.Tensor, frame: np.ndarray) -> Prediction:
         import torch.nn.functional as F
 
         H, W = self.frame_shape
         prob = torch.sigmoid(F.interpolate(logits[None, None], size=(H, W), mode="bilinear",
                                            align_corners=False))[0, 0].numpy()
+        with stage("edges"):
+            prob = self.params.refine(prob, frame, H / logits.shape[0])
         mask = prob > self.params.threshold
         small = torch.sigmoid(logits).numpy() > self.params.threshold
         if small.any():
@@ -392,7 +396,7 @@ class OSVOSTracker(Tracker):
                 logits = t._adapt(feats, extra, logits)
             t.prev_small = small
             with stage("paste"):
-                preds.append(t._finish(logits))
+                preds.append(t._finish(logits, frame))
         return preds
 
     def _adapt(self, feats, extra, logits: torch.Tensor) -> torch.Tensor:
