@@ -69,7 +69,9 @@ class OSVOSParams(TrackerParams, EdgeParams):
     lucid: bool = False  # add Lucid data dreaming samples
     lucid_samples: int = 8
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
-    edges: bool = False
+    # boundary refinement (cells = stride 2 of the network input): radius chosen on held-out
+    # DAVIS fold 0 (BENCHMARKS.md, "One-shot family: boundary refinement")
+    edge_radius: float = 4.0
 
 
 @dataclasses.dataclass
