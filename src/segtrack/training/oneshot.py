@@ -2,9 +2,9 @@
 family (seed 002 "One-shot VOS - Parent Network: trained on DAVIS training set"; seed 002
 "MaskTrack: training inputs can be simulated").
 
-Data: the DAVIS-2016 train sequences outside ``--fold`` (default 0: bear, car-turn, flamingo,
-lucia, paragliding, stroller held out), every ``--step``-th frame at the network size (short side
-256).  The EfficientNet-Lite0 backbone is frozen, so its five taps are computed once
+Data: the DAVIS-2016 train sequences outside ``--fold`` (default: none held out; fold 0 = bear,
+car-turn, flamingo, lucia, paragliding, stroller), every ``--step``-th frame at the network size
+(short side 256).  The EfficientNet-Lite0 backbone is frozen, so its five taps are computed once
 (:func:`~segtrack.training.common.compute_feature_cache`) and every iteration only costs the
 head.  Loss: OSVOS' class-balanced cross-entropy (:func:`~segtrack.models.oneshot.balanced_bce`)
 at stride 2.  Augmentation on the cached features: horizontal flips; for MaskTrack the previous
@@ -154,7 +154,7 @@ def train(kind_name: str, argv: list[str] | None) -> int:
 
     root = check_data_root(a.data)
     all_names = [s.name for s in load_davis(root)]
-    fold = 0 if a.fold is None else a.fold
+    fold = a.fold  # None: every sequence trains (the committed defaults)
     train_names, held = split_sequences(all_names, fold, a.folds)
     cfg = OneShotConfig(kind=kind_name, extra=kind, short_side=a.short_side)
     net = OneShotNet(cfg)
@@ -171,7 +171,7 @@ def train(kind_name: str, argv: list[str] | None) -> int:
         feats = compute_feature_cache(net.backbone, imgs, len(imgs), STRIDES, batch_size=4,
                                       progress=not a.quiet)
         hfeats = compute_feature_cache(net.backbone, himgs, len(himgs), STRIDES, batch_size=4,
-                                       progress=not a.quiet)
+                                       progress=not a.quiet) if himgs else {}
         return {"feats": feats, "masks": masks, "flows": flows, "hfeats": hfeats,
                 "hmasks": hmasks, "hflows": hflows, "train": train_names, "held": held}
 
@@ -248,7 +248,7 @@ def train(kind_name: str, argv: list[str] | None) -> int:
         ck.maybe_save(it + 1, lambda: {"head": head.state_dict(), "opt": opt.state_dict(),
                                        "sched": sched.state_dict(), "log": log}, rng)
     net.eval()
-    metrics = evaluate(net, doc["hfeats"], doc["hmasks"], doc["hflows"], kind)
+    metrics = evaluate(net, doc["hfeats"], doc["hmasks"], doc["hflows"], kind) if held else {}
     metrics["train_frames"] = n
     if static is not None:
         metrics["static_frames"] = len(static["masks"])
