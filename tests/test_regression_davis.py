@@ -16,8 +16,10 @@ CASES = [
     ("rts", "rts-fold0-static", "box", "flamingo", 0.48),  # 0.526
     ("siammask", "siammask-fold0-static", "box", "car-turn", 0.80),  # 0.850
     ("siammask", "siammask-fold0-static", "box", "flamingo", 0.37),  # 0.422
-    ("osvos", "", "mask", "lucia", 0.80),  # 0.841 (the committed parent is a fold-0 model)
-    ("osvos", "", "mask", "flamingo", 0.86),  # 0.899
+    ("osvos", "osvos-fold0", "mask", "lucia", 0.80),  # 0.841
+    ("osvos", "osvos-fold0", "mask", "flamingo", 0.86),  # 0.899
+    ("masktrack", "masktrack-fold0-static", "mask", "car-turn", 0.86),  # 0.906
+    ("masktrack", "masktrack-fold0-static", "mask", "stroller", 0.80),  # 0.843
     # the committed defaults (trained on all 30 sequences, these included)
     ("rts", "", "mask", "flamingo", 0.68),  # 0.733
     ("rts", "", "box", "flamingo", 0.67),  # 0.724

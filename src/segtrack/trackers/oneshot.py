@@ -359,8 +359,9 @@ class OSVOSTracker(Tracker):
         import torch.nn.functional as F
 
         H, W = self.frame_shape
-        prob = torch.sigmoid(F.interpolate(logits[None, None], size=(H, W), mode="bilinear",
-                                           align_corners=False))[0, 0].numpy()
+        with stage("paste"):
+            prob = torch.sigmoid(F.interpolate(logits[None, None], size=(H, W), mode="bilinear",
+                                               align_corners=False))[0, 0].numpy()
         with stage("edges"):
             prob = self.params.refine(prob, frame, H / logits.shape[0])
         mask = prob > self.params.threshold
@@ -397,8 +398,7 @@ class OSVOSTracker(Tracker):
             with stage("finetune"):
                 logits = t._adapt(feats, extra, logits)
             t.prev_small = small
-            with stage("paste"):
-                preds.append(t._finish(logits, frame))
+            preds.append(t._finish(logits, frame))
         return preds
 
     def _adapt(self, feats, extra, logits: torch.Tensor) -> torch.Tensor:

@@ -167,6 +167,14 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
     return x / torch.sqrt(ms * C + 1e-6)
 
 
+def _stage16(backbone: str, pretrained: bool) -> nn.Sequential:
+    """The stride-16 blocks of ``backbone`` (ImageNet weights when ``pretrained``)."""
+    from segtrack.models.backbones import build_backbone
+
+    bb = build_backbone(backbone, pretrained=pretrained, out_strides=(16,))
+    return nn.Sequential(*[bb.blocks[i] for i in bb.stage_blocks(16)])
+
+
 class RTSNet(nn.Module):
     """All learned heads of RTS (and LWL, which uses the segmentation branch only)."""
 
@@ -183,10 +191,7 @@ class RTSNet(nn.Module):
         self.decoder = Decoder(c.enc_dim, c.channels16, c.channels8, c.channels4)
         self.b2m = BoxToMask(c)
         if c.tuned_stride16:
-            from segtrack.models.backbones import build_backbone
-
-            bb = build_backbone(c.backbone, pretrained=False, out_strides=(16,))
-            self.stage16 = nn.Sequential(*[bb.blocks[i] for i in bb.stage_blocks(16)])
+            self.stage16 = _stage16(c.backbone, pretrained=False)
 
     def train(self, mode: bool = True) -> RTSNet:
         super().train(mode)
@@ -198,11 +203,7 @@ class RTSNet(nn.Module):
 
     def load_pretrained_stage16(self) -> None:
         """Start the tuned stride-16 stage from the ImageNet weights of the backbone."""
-        from segtrack.models.backbones import build_backbone
-
-        bb = build_backbone(self.cfg.backbone, pretrained=True, out_strides=(16,))
-        src = nn.Sequential(*[bb.blocks[i] for i in bb.stage_blocks(16)])
-        self.stage16.load_state_dict(src.state_dict())
+        self.stage16.load_state_dict(_stage16(self.cfg.backbone, pretrained=True).state_dict())
 
     def build_backbone(self, out_strides: tuple[int, ...] = (4, 8, 16)) -> nn.Module:
         """The backbone these heads were trained on, BatchNorm frozen: the ImageNet one, with
