@@ -85,3 +85,32 @@ def test_load_or_build_keys_the_cache(tmp_path):
     assert calls == [0, 1] and float(c["x"][0]) == 1.0
     assert float(load_or_build(path, "fold1", build(2))["x"][0]) == 1.0
     assert load_or_build(None, "k", build(3))["key"] == "k" and calls == [0, 1, 3]
+
+
+def test_semseg_trainer_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A semseg run interrupted after a checkpoint and continued with ``--resume`` ends with
+    the weights of an uninterrupted run (``--resume`` used to start over)."""
+    import torch
+
+    from segtrack.training import semseg
+
+    args = ["--data", "synthetic", "--videos", "1", "--test-videos", "1", "--batch", "2",
+            "--seed", "0", "--iters", "4", "--checkpoint-every", "0", "--quiet",
+            "--cache", str(tmp_path / "cache.pt")]
+    assert semseg.main([*args, "--out", str(tmp_path / "a")]) == 0
+    real = semseg.Checkpointer.maybe_save
+
+    def stop_after_two(self, step, state_fn, rng):
+        real(self, step, state_fn, rng)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(semseg.Checkpointer, "maybe_save", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        semseg.main([*args, "--out", str(tmp_path / "b")])
+    monkeypatch.setattr(semseg.Checkpointer, "maybe_save", real)
+    assert semseg.main([*args, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    sa = torch.load(tmp_path / "a" / "semseg-synth.pt", weights_only=False)["head"]
+    sb = torch.load(tmp_path / "b" / "semseg-synth.pt", weights_only=False)["head"]
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

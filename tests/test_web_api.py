@@ -1,6 +1,8 @@
 """The workbench's HTTP API (issue 8) through FastAPI's TestClient: persistence, concurrent
 edits, upload limits and type checks, refused paths, tracking jobs (keyframe boundaries, cancel,
-server-sent events) and exports (DAVIS PNG, boxes.json, COCO RLE round-trip)."""
+server-sent events), exports (DAVIS PNG, boxes.json, COCO RLE round-trip) and click-to-segment
+(input checks without weights; masks on DAVIS bear with the committed click-to-segment
+weights)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -24,8 +27,14 @@ with warnings.catch_warnings():  # starlette's notice about httpx vs httpx2
     from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from segtrack.interactive.segmenter import default_weights  # noqa: E402
 from segtrack.web.app import create_app, sniff_type  # noqa: E402
 from segtrack.web.project import Project  # noqa: E402
+
+CLICKSEG = default_weights()  # the committed click-to-segment weights
+MIN_IOU = 0.7
+needs_clickseg = pytest.mark.skipif(not CLICKSEG.is_file(),
+                                    reason=f"click-to-segment weights {CLICKSEG} not committed")
 
 N, H, W = 10, 60, 80
 X0, Y0, SIDE, STEP = 10, 15, 20, 3
@@ -313,6 +322,8 @@ def test_job_errors_conflicts_cancel_and_events(env, monkeypatch):
     assert c.delete(f"/api/sessions/{sid}/objects/{oid}").status_code == 409
     assert c.put(f"/api/sessions/{sid}/annotations/{oid}/3", json={"box": [1, 1, 5, 5]}
                  ).status_code == 409
+    assert c.post(f"/api/sessions/{sid}/segment", json={"index": 3, "oid": oid,
+                                                         "points": [[5, 5]]}).status_code == 409
     assert c.get(f"/api/sessions/{sid}").json()["job"]["id"] == job["id"]
     seen: list[int] = []
     last = None
@@ -330,6 +341,158 @@ def test_job_errors_conflicts_cancel_and_events(env, monkeypatch):
     assert last["done"] == len(seen)
     assert proj.read_mask(sid, oid, len(seen) + 1) is None  # nothing after the cancel
     assert c.delete(f"/api/sessions/{sid}/objects/{oid}").status_code == 200
+
+
+# -- click-to-segment ---------------------------------------------------------------------------
+def test_segment_bad_input_is_refused_before_loading_weights(env):
+    c, sid = env["client"], env["sid"]
+    oid = c.post(f"/api/sessions/{sid}/objects", json={}).json()["id"]
+    url = f"/api/sessions/{sid}/segment"
+    cases = [
+        ({"index": 0, "oid": oid, "points": [[W + 5, 10]], "labels": [1]}, "outside"),
+        ({"index": 0, "oid": oid, "points": [[10, -1]]}, "outside"),
+        ({"index": 0, "oid": oid, "points": [[10, 10]], "labels": [2]}, "label"),
+        ({"index": 0, "oid": oid, "points": [[10, 10]], "labels": ["yes"]}, "label"),
+        ({"index": 0, "oid": oid, "points": [[10, 10]], "labels": 1}, "label"),
+        ({"index": 0, "oid": oid, "points": [[10, 10], [20, 20]], "labels": [1]}, "label"),
+        ({"index": 0, "oid": oid}, "nothing to segment"),
+        ({"index": 0, "oid": oid, "points": [], "labels": [], "box": None, "correct": True},
+         "nothing to segment"),
+        ({"index": 0, "points": [[1, 2, 3]]}, "pairs"),
+        ({"index": 0, "points": "here"}, "pairs"),
+        ({"index": 0, "points": [["a", "b"]]}, "pairs"),
+        ({"index": 0, "points": [[1, 2], [3]]}, "pairs"),
+        ({"index": 0, "box": [1, 2, 3]}, "box"),
+        ({"index": 0, "box": [500, 500, 10, 10]}, "outside"),
+        ({"index": "first", "points": [[1, 1]]}, "index"),
+        ({"points": [[1, 1]]}, "index"),
+        ({"index": 0, "points": [[1, 1]], "correct": "maybe"}, "correct"),
+    ]
+    for body, words in cases:
+        r = c.post(url, json=body)
+        assert r.status_code == 400, (body, r.text)
+        msg = r.json()["detail"]
+        assert isinstance(msg, str) and words in msg, (body, msg)
+        assert "\n" not in msg and "Error" not in msg and "Traceback" not in msg
+    assert c.post(url, json={"index": N, "points": [[1, 1]]}).status_code == 404
+    assert c.post(url, json={"index": 0, "oid": 99, "points": [[1, 1]]}).status_code == 404
+    assert c.post("/api/sessions/nope/segment", json={"index": 0, "points": [[1, 1]]}
+                  ).status_code == 404
+    assert env["app"].state.segmenter is None  # all refused before the network was loaded
+    s = c.get(f"/api/sessions/{sid}").json()
+    assert list(s["objects"]) == [str(oid)] and s["keyframes"] == {}
+
+
+def test_segment_without_weights_says_so(env, tmp_path):
+    app = create_app(env["tmp"] / "proj", segment_weights=str(tmp_path / "missing.pt"))
+    c, sid = TestClient(app), env["sid"]
+    r = c.post(f"/api/sessions/{sid}/segment", json={"index": 0, "points": [[20, 20]]})
+    assert r.status_code == 503
+    msg = r.json()["detail"]
+    assert "not available" in msg and "missing.pt" in msg and "\n" not in msg
+    assert c.get(f"/api/sessions/{sid}").json()["objects"] == {}  # no object made
+
+
+@pytest.fixture
+def bear(davis_root, tmp_path):
+    """A session on the first three frames of DAVIS bear, with their ground truth."""
+    jpg = davis_root / "JPEGImages" / "480p" / "bear"
+    ann = davis_root / "Annotations" / "480p" / "bear"
+    names = [f"{t:05d}" for t in range(3)]
+    if not all((jpg / f"{n}.jpg").is_file() and (ann / f"{n}.png").is_file() for n in names):
+        pytest.skip(f"DAVIS bear frames not found under {davis_root}")
+    clip = tmp_path / "bear"
+    clip.mkdir()
+    for n in names:
+        shutil.copy2(jpg / f"{n}.jpg", clip / f"{n}.jpg")
+    gts = [np.array(Image.open(ann / f"{n}.png").convert("L")) > 127 for n in names]
+    app = create_app(tmp_path / "proj", allow=[clip], segment_weights=str(CLICKSEG))
+    client = TestClient(app)
+    r = client.post("/api/sessions", json={"path": str(clip)})
+    assert r.status_code == 200, r.text
+    return {"app": app, "client": client, "sid": r.json()["id"], "gts": gts,
+            "proj": app.state.project}
+
+
+def _centre(gt: np.ndarray) -> list[float]:
+    """The object's point farthest from its boundary (where a user clicks first)."""
+    import cv2
+
+    d = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(d.argmax()), d.shape)
+    return [float(x), float(y)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / max(1, int((a | b).sum()))
+
+
+@needs_clickseg
+def test_segment_clicks_and_box_make_keyframes(bear):
+    from segtrack.geometry import mask_to_box
+
+    c, sid, proj, gts = bear["client"], bear["sid"], bear["proj"], bear["gts"]
+    url = f"/api/sessions/{sid}/segment"
+    # one click at the bear's centre, no object yet: a new object with a mask keyframe
+    r = c.post(url, json={"index": 0, "points": [_centre(gts[0])], "labels": [1]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    oid = out["object"]
+    assert out["created"] and out["keyframe"] == "mask" and not out["corrected"]
+    m0 = proj.read_mask(sid, oid, 0)
+    assert m0 is not None and out["area"] == int(m0.sum()) > 0
+    assert out["box"] == list(mask_to_box(m0))
+    assert _iou(m0, gts[0]) > MIN_IOU
+    served = Image.open(io.BytesIO(c.get(f"/api/sessions/{sid}/masks/{oid}/0.png").content))
+    assert np.array_equal(np.array(served.convert("L")) > 127, m0)
+    lab = np.array(Image.open(io.BytesIO(c.get(f"/api/sessions/{sid}/labels/0.png").content)))
+    assert np.array_equal(lab == oid, m0)
+    s = c.get(f"/api/sessions/{sid}").json()
+    assert s["keyframes"][str(oid)] == {"0": {"type": "mask", "box": None}}
+    assert s["coverage"][str(oid)] == [0]
+
+    # track on; a click on the tracked frame 2 corrects its mask and makes it a keyframe
+    st = _run(bear, 0, [oid], "forward")
+    assert st["state"] == "done" and st["total"] == 2
+    tracked = proj.read_mask(sid, oid, 2)
+    r = c.post(url, json={"index": 2, "oid": oid, "points": [_centre(gts[2])], "labels": [1],
+                          "correct": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["corrected"] and not r.json()["created"] and r.json()["keyframe"] == "mask"
+    m2 = proj.read_mask(sid, oid, 2)
+    assert m2 is not None and m2.any() and _iou(m2, gts[2]) > MIN_IOU
+    assert tracked is not None
+    assert c.get(f"/api/sessions/{sid}").json()["keyframes"][str(oid)]["2"]["type"] == "mask"
+    st = _run(bear, 0, [oid], "forward")  # re-propagation stops before the new keyframe
+    assert st["total"] == 1
+    assert np.array_equal(proj.read_mask(sid, oid, 2), m2)
+
+    # a wrong mask on frame 1 (the bear and a patch of background) corrected by a negative click
+    wrong = gts[1].copy()
+    wrong[20:120, 40:200] = True
+    c.put(f"/api/sessions/{sid}/annotations/{oid}/1",
+          json={"mask_png": base64.b64encode(_png_bytes(wrong)).decode()})
+    r = c.post(url, json={"index": 1, "oid": oid, "points": [[120, 70]], "labels": [0],
+                          "correct": True})
+    assert r.status_code == 200, r.text
+    m1 = proj.read_mask(sid, oid, 1)
+    assert r.json()["corrected"] and not m1[70, 120] and m1.sum() < wrong.sum()
+    assert _iou(m1, gts[1]) > MIN_IOU
+
+    # a box alone (the box tool's preview): a box keyframe holding the network's mask
+    ys, xs = np.nonzero(gts[1])
+    box = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+           float(ys.max() - ys.min() + 1)]
+    r = c.post(url, json={"index": 1, "oid": None, "box": box, "points": []})
+    assert r.status_code == 200, r.text
+    b = r.json()["object"]
+    assert b != oid and r.json()["created"] and r.json()["keyframe"] == "box"
+    assert c.get(f"/api/sessions/{sid}").json()["keyframes"][str(b)] == {
+        "1": {"type": "box", "box": box}}
+    mb = proj.read_mask(sid, b, 1)
+    assert mb.sum() < 0.95 * box[2] * box[3]  # not the filled box
+    assert _iou(mb, gts[1]) > MIN_IOU
+    assert bear["app"].state.segmenter is not None
 
 
 # -- exports ------------------------------------------------------------------------------------

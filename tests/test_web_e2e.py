@@ -7,6 +7,10 @@ re-propagate -> rename in a second tab -> export -> upload frames with the file 
 Screenshots of each step are written to ``tmp_path/screenshots`` and, when the environment
 variable ``SEGTRACK_TEST_ARTIFACTS`` names a folder, copied there (CI keeps that folder as the
 test artifacts). Skipped cleanly when playwright, fastapi/uvicorn or chromium is missing.
+
+``test_click_to_segment`` clicks on DAVIS bear with the Click tool (positive, right-click and
+Shift+click negative points, Esc) and draws a box for the box tool's mask preview; it needs the
+DAVIS data beside the repository and the committed click-to-segment weights.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,13 @@ sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
     pytest.skip("Debian chromium not installed (apt-get install chromium)", allow_module_level=True)
+
+from segtrack.interactive.segmenter import default_weights  # noqa: E402
+
+CLICKSEG = default_weights()  # the committed click-to-segment weights
+MIN_IOU = 0.7
+needs_clickseg = pytest.mark.skipif(not CLICKSEG.is_file(),
+                                    reason=f"click-to-segment weights {CLICKSEG} not committed")
 
 N, H, W = 16, 120, 200
 X0, Y0, SIDE, STEP = 30, 35, 44, 4  # the object: a textured square moving right STEP px/frame
@@ -61,12 +73,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    from segtrack.web.app import create_app
-
-    gts = _write_clip(tmp_path / "data" / "clip")
-    app = create_app(tmp_path / "proj", allow=[tmp_path / "data"])
+@contextmanager
+def _serving(app):
+    """A uvicorn server of ``app`` on a free local port, in a thread; yields its URL."""
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
@@ -75,10 +84,23 @@ def server(tmp_path):
     while not srv.started and time.time() < t_end:
         time.sleep(0.02)
     assert srv.started, "uvicorn did not start"
-    yield {"url": f"http://127.0.0.1:{port}/", "app": app, "gts": gts,
-           "clip": tmp_path / "data" / "clip"}
-    srv.should_exit = True
-    th.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        srv.should_exit = True
+        th.join(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path):
+    from segtrack.web.app import create_app
+
+    gts = _write_clip(tmp_path / "data" / "clip")
+    # no click-to-segment weights: the box tool keeps the filled box, as without them
+    app = create_app(tmp_path / "proj", allow=[tmp_path / "data"],
+                     segment_weights=str(tmp_path / "no-clickseg.pt"))
+    with _serving(app) as url:
+        yield {"url": url, "app": app, "gts": gts, "clip": tmp_path / "data" / "clip"}
 
 
 def _keep(shots: Path) -> None:
@@ -140,6 +162,7 @@ def test_open_box_track_correct_export(server, tmp_path):
             page.mouse.up()
             page.wait_for_function(
                 "document.querySelector('#status').textContent.includes('box of object 1')")
+            assert "filled box" in page.inner_text("#status")
             sid = page.evaluate("window.segtrack.session.id")
             s0 = proj.load(sid)
             assert s0["keyframes"]["1"]["4"]["type"] == "box"
@@ -256,4 +279,159 @@ def test_open_box_track_correct_export(server, tmp_path):
     names = sorted(p.name for p in shots.glob("*.png"))
     assert names == ["01-open.png", "02-box.png", "03-tracked.png", "04-corrected.png",
                      "05-exported.png"]
+    _keep(shots)
+
+
+# -- click-to-segment ---------------------------------------------------------------------------
+BH, BW = 480, 854  # DAVIS 480p
+# opaque pixels of the label overlay the page shows (background is transparent)
+LABEL_AREA = """() => {
+  const img = window.segtrack.labelsImg;
+  if (!img.complete || !img.naturalWidth) return -1;
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const x = c.getContext("2d");
+  x.drawImage(img, 0, 0);
+  const d = x.getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let p = 3; p < d.length; p += 4) if (d[p] > 0) n++;
+  return n;
+}"""
+PIXEL = """([x, y]) => Array.from(document.querySelector("#view").getContext("2d")
+  .getImageData(Math.round(x), Math.round(y), 1, 1).data)"""
+
+
+def _centre(gt: np.ndarray) -> tuple[float, float]:
+    import cv2
+
+    d = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(d.argmax()), d.shape)
+    return float(x), float(y)
+
+
+@pytest.fixture
+def bear_server(davis_root, tmp_path):
+    from PIL import Image
+
+    from segtrack.web.app import create_app
+
+    jpg = davis_root / "JPEGImages" / "480p" / "bear"
+    ann = davis_root / "Annotations" / "480p" / "bear"
+    names = [f"{t:05d}" for t in range(3)]
+    if not all((jpg / f"{n}.jpg").is_file() and (ann / f"{n}.png").is_file() for n in names):
+        pytest.skip(f"DAVIS bear frames not found under {davis_root}")
+    clip = tmp_path / "data" / "bear"
+    clip.mkdir(parents=True)
+    for n in names:
+        shutil.copy2(jpg / f"{n}.jpg", clip / f"{n}.jpg")
+    gts = [np.array(Image.open(ann / f"{n}.png").convert("L")) > 127 for n in names]
+    app = create_app(tmp_path / "proj", allow=[tmp_path / "data"],
+                     segment_weights=str(CLICKSEG))
+    with _serving(app) as url:
+        yield {"url": url, "app": app, "gts": gts, "clip": clip}
+
+
+@needs_clickseg
+def test_click_to_segment(bear_server, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    proj = bear_server["app"].state.project
+    gts = bear_server["gts"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = None
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 760})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(bear_server["url"])
+            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            page.fill("#path", str(bear_server["clip"]))
+            page.click("#open-btn")
+            page.wait_for_selector("body[data-frame='0']", timeout=10_000)
+            sid = page.evaluate("window.segtrack.session.id")
+            page.click(".tool[data-tool='click']")
+            rect = page.locator("#view").bounding_box()
+            s = rect["width"] / BW
+
+            def at(x: float, y: float) -> tuple[float, float]:
+                return rect["x"] + (x + 0.5) * s, rect["y"] + (y + 0.5) * s
+
+            # one click at the bear's centre: a new object and its mask, shown at once
+            cx, cy = _centre(gts[0])
+            page.mouse.click(*at(cx, cy))
+            page.wait_for_selector("body[data-segments='1']", timeout=60_000)
+            page.wait_for_selector("#objects .item.selected[data-object='1']")
+            m = proj.read_mask(sid, 1, 0)
+            assert m is not None and m.any()
+            assert _iou(m, gts[0]) > MIN_IOU
+            assert proj.load(sid)["keyframes"]["1"]["0"]["type"] == "mask"
+            page.wait_for_function(f"({LABEL_AREA})() === {int(m.sum())}", timeout=10_000)
+            assert page.get_attribute("body", "data-clicks") == "1"
+            r, g, b, _ = page.evaluate(PIXEL, [cx, cy])
+            assert g > 150 and r < 120 and b < 150  # a green dot where the click was
+            page.screenshot(path=str(shots / "10-click.png"))
+
+            # right click on the background: a negative click; Shift+click: another one
+            neg = (700.0, 100.0)
+            assert not gts[0][int(neg[1]), int(neg[0])]
+            page.mouse.click(*at(*neg), button="right")
+            page.wait_for_selector("body[data-segments='2']", timeout=30_000)
+            assert page.get_attribute("body", "data-clicks") == "2"
+            r, g, b, _ = page.evaluate(PIXEL, list(neg))
+            assert r > 150 and g < 120  # a red dot
+            page.keyboard.down("Shift")
+            page.mouse.click(*at(60.0, 440.0))
+            page.keyboard.up("Shift")
+            page.wait_for_selector("body[data-segments='3']", timeout=30_000)
+            clicks = page.evaluate("window.segtrack.clicks[`${window.segtrack.session.id}/1/0`]")
+            assert clicks["labels"] == [1, 0, 0] and len(clicks["points"]) == 3
+            m = proj.read_mask(sid, 1, 0)
+            assert m.any() and not m[100, 700] and not m[440, 60]
+            assert _iou(m, gts[0]) > MIN_IOU
+            page.wait_for_function(f"({LABEL_AREA})() === {int(m.sum())}", timeout=10_000)
+            page.screenshot(path=str(shots / "11-negative.png"))
+            page.keyboard.press("Escape")
+            page.wait_for_selector("body[data-clicks='0']")
+            assert page.is_disabled("#clear-clicks")
+
+            # the box tool on frame 1: the box's mask is shown at once, kept as a box keyframe
+            page.keyboard.press("ArrowRight")
+            page.wait_for_selector("body[data-frame='1']")
+            page.click(".tool[data-tool='box']")
+            ys, xs = np.nonzero(gts[1])
+            x0, y0, x1, y1 = xs.min() - 4, ys.min() - 4, xs.max() + 5, ys.max() + 5
+            page.mouse.move(*at(x0, y0))
+            page.mouse.down()
+            page.mouse.move(*at((x0 + x1) / 2, (y0 + y1) / 2))
+            page.mouse.move(*at(x1, y1))
+            page.mouse.up()
+            page.wait_for_function(
+                "document.querySelector('#status').textContent.includes('box of object 1')")
+            page.wait_for_selector("body[data-segments='4']", timeout=30_000)
+            kf = proj.load(sid)["keyframes"]["1"]["1"]
+            assert kf["type"] == "box" and abs(kf["box"][0] - x0) < 2
+            mb = proj.read_mask(sid, 1, 1)
+            assert mb.sum() < 0.95 * kf["box"][2] * kf["box"][3]  # not the filled box
+            assert _iou(mb, gts[1]) > MIN_IOU
+            page.wait_for_function(f"({LABEL_AREA})() === {int(mb.sum())}", timeout=10_000)
+            page.screenshot(path=str(shots / "12-box-preview.png"))
+
+            # clicks on a frame with a mask correct it; the Clear button forgets them
+            page.click(".tool[data-tool='click']")
+            page.mouse.click(*at(*_centre(gts[1])))
+            page.wait_for_selector("body[data-segments='5']", timeout=30_000)
+            assert "corrected" in page.inner_text("#status")
+            assert proj.load(sid)["keyframes"]["1"]["1"]["type"] == "mask"
+            page.click("#clear-clicks")
+            page.wait_for_selector("body[data-clicks='0']")
+            assert not errors, errors
+        except BaseException:
+            if page is not None:
+                page.screenshot(path=str(shots / "failure.png"))
+            _keep(shots)
+            raise
+        finally:
+            browser.close()
     _keep(shots)

@@ -5,7 +5,8 @@ Public surface::
     segtrack.load_tracker(name, device="cpu", **params) -> Tracker
     tracker.init(frame, mask=None, box=None) -> Prediction
     tracker.track(frame) -> Prediction
-    segtrack.track_video(source, mask=..., box=..., method=...)  # generator of TrackResult
+    segtrack.track_video(source, mask=..., box=..., points=..., method=...)  # TrackResults
+    segtrack.segment(image, box=..., points=..., labels=..., mask=...) -> bool mask
 """
 
 import os as _os
@@ -18,6 +19,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from segtrack.api import TrackResult, track_video
 from segtrack.errors import InputError, SegtrackError, UnknownMethodError
+from segtrack.interactive import segment
 from segtrack.trackers.registry import available_methods, load_tracker, register
 from segtrack.types import Frame, Prediction
 
@@ -33,6 +35,7 @@ __all__ = [
     "available_methods",
     "load_tracker",
     "register",
+    "segment",
     "track_video",
 ]
 

@@ -39,7 +39,8 @@ class TrackResult:
 ObjectSpec = Mapping[int, Any]
 
 
-def _objects_from(mask: Any, box: Any, objects: Mapping | None, frame_size) -> dict[int, dict]:
+def _objects_from(mask: Any, box: Any, objects: Mapping | None, frame_size, points: Any = None,
+                  labels: Any = None) -> dict[int, dict]:
     """Normalise user object specs to {id: {"mask": bool array} | {"box": xywh}}."""
     out: dict[int, dict] = {}
     if objects:
@@ -66,8 +67,11 @@ def _objects_from(mask: Any, box: Any, objects: Mapping | None, frame_size) -> d
                 for k in np.unique(arr):
                     if k != 0:
                         out[int(k)] = {"mask": arr == k}
-    if box is not None:
-        out[max(out, default=0) + 1] = {"box": box}
+    if box is not None or points is not None:
+        spec: dict = {"box": box} if box is not None else {}
+        if points is not None:
+            spec.update(points=points, labels=labels)
+        out[max(out, default=0) + 1] = spec
     return out
 
 
@@ -76,6 +80,8 @@ def track_video(
     mask: Any = None,
     box: Any = None,
     *,
+    points: Any = None,
+    labels: Any = None,
     objects: Mapping[int, Any] | None = None,
     method: str = "flow",
     frame: int = 0,
@@ -88,9 +94,13 @@ def track_video(
     Args:
         source: anything :func:`segtrack.io.open_source` accepts, or an iterable of Frames.
         mask: a PNG path (non-zero values are object ids) or an array, on frame ``frame``.
-        box: an ``(x, y, w, h)`` box of one more object on frame ``frame``.
-        objects: ``{id: mask array | box | {"mask": ..} | {"box": ..}}`` (given on ``frame``
-            unless ``starts[id]`` says on which frame that object starts).
+        box: an ``(x, y, w, h)`` box of one more object on frame ``frame`` (its first mask
+            comes from the box-to-mask network unless the method's ``box_init`` says otherwise).
+        points, labels: clicks ``[(x, y), ...]`` on one more object (labels 1 = object, 0 =
+            background; default all 1), alone or with ``box``: the first mask comes from them.
+        objects: ``{id: mask array | box | {"mask": ..} | {"box": .., "points": ..,
+            "labels": ..}}`` (given on ``frame`` unless ``starts[id]`` says on which frame that
+            object starts).
         method: registered method name (see ``segtrack methods``).
         frame: index of the frame where ``mask``/``box``/``objects`` are given.
         params: parameter overrides for the method.
@@ -115,7 +125,7 @@ def track_video(
             break
         last_index = fr.index
         if pending is None:
-            pending = _objects_from(mask, box, objects, fr.size)
+            pending = _objects_from(mask, box, objects, fr.size, points, labels)
             if not pending:
                 raise InputError("nothing to track: give a mask, a box or objects")
         t0 = time.perf_counter()
@@ -125,7 +135,10 @@ def track_video(
             spec = pending.pop(k)
             try:
                 with stage("init"):
-                    preds[k] = multi.add(k, fr.image, mask=spec.get("mask"), box=spec.get("box"))
+                    m = spec.get("mask")
+                    if m is None and spec.get("points") is not None:
+                        m = _clicks_to_mask(fr.image, spec, device)
+                    preds[k] = multi.add(k, fr.image, mask=m, box=spec.get("box"))
             except InputError as e:
                 raise InputError(f"object {k} on frame {fr.index} ({fr.name}): {e}") from None
         preds, labels = resolve_overlaps(preds, fr.size)
@@ -136,6 +149,17 @@ def track_video(
         raise InputError(
             f"start frame {first} is beyond the last frame ({last_index}) of the source"
         )
+
+
+def _clicks_to_mask(image: np.ndarray, spec: dict, device: str) -> np.ndarray:
+    """The first mask of an object given by clicks (and maybe a box)."""
+    from segtrack.interactive import Segmenter
+
+    m = Segmenter(device=device).segment(image, box=spec.get("box"), points=spec["points"],
+                                         labels=spec.get("labels"))
+    if not m.any():
+        raise InputError("the clicks select no pixel: click inside the object")
+    return m
 
 
 def _as_frames(source: Any):

@@ -1,4 +1,4 @@
-"""The ``segtrack`` command line: track, eval, bench, demo, methods, train.
+"""The ``segtrack`` command line: track, segment, eval, bench, demo, methods, train.
 
 Errors in the user's input end the program with one line ``segtrack: error: ...`` and exit code 2;
 they never show a traceback.
@@ -25,6 +25,23 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
     if len(vals) != 4:
         raise InputError(f"--box '{text}': expected four numbers X,Y,W,H")
     return vals  # type: ignore[return-value]
+
+
+def _parse_points(texts: list[str] | None) -> tuple[list[tuple[float, float]], list[int]]:
+    """``--point X,Y[,L]`` options -> (points, labels); L is 1 (object, default) or 0."""
+    pts, labs = [], []
+    for text in texts or []:
+        parts = [p for p in text.replace(" ", ",").split(",") if p]
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            vals = []
+        if len(vals) not in (2, 3) or (len(vals) == 3 and vals[2] not in (0.0, 1.0)):
+            raise InputError(f"--point '{text}': expected X,Y or X,Y,1 (object) or X,Y,0 "
+                             "(background)")
+        pts.append((vals[0], vals[1]))
+        labs.append(int(vals[2]) if len(vals) == 3 else 1)
+    return pts, labs
 
 
 def _split_names(text: str | None) -> list[str] | None:
@@ -110,11 +127,25 @@ def cmd_track(args: argparse.Namespace) -> int:
     total = getattr(source, "num_frames", None)
     if args.frame < 0 or (total is not None and args.frame >= total):
         raise InputError(f"--frame {args.frame} is outside the source's {total} frames")
+    pts, labs = _parse_points(args.point)
+    if args.mask and (box is not None or pts):
+        raise InputError("--mask cannot be combined with --box or --point: start the object "
+                         "from a mask, or from a box and/or clicks")
+    if not args.mask and box is None and not pts:
+        raise InputError("say what to track on --frame: --mask, --box or --point")
     objects: dict[int, Any] = {}
     if args.mask:
         objects = {k: {"mask": m} for k, m in read_mask_input(args.mask, frame_size).items()}
-    if box is not None:
-        objects[1] = {"box": check_box(box, frame_size, what="--box")}
+    if box is not None or pts:
+        from segtrack.interactive import check_points
+
+        spec: dict[str, Any] = {}
+        if box is not None:
+            spec["box"] = check_box(box, frame_size, what="--box")
+        if pts:
+            check_points(pts, labs, frame_size, what="--point")
+            spec.update(points=pts, labels=labs)
+        objects[1] = spec
 
     out_existed = out.exists()
     masks = boxes = ov = None
@@ -281,13 +312,89 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from segtrack.trackers.registry import tracker_class
+    from segtrack.training import TRAINERS, run_training
 
-    cls = tracker_class(args.method)
-    if not getattr(cls, "learns", False):
-        raise InputError(f"method '{args.method}' has no learned weights: nothing to train")
-    from segtrack.training import run_training
+    if args.method.strip().lower() not in TRAINERS:  # e.g. clickseg is not a tracker
+        cls = tracker_class(args.method)
+        if not getattr(cls, "learns", False):
+            raise InputError(f"method '{args.method}' has no learned weights: nothing to train")
 
     return int(run_training(args.method, list(args.rest or [])) or 0)
+
+
+# -- segment -----------------------------------------------------------------------------------
+def cmd_segment(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from segtrack.device import resolve_device
+    from segtrack.interactive import Segmenter
+    from segtrack.io import atomic_write_bytes, guard_output, read_mask_input
+    from segtrack.io.sources import read_image
+    from segtrack.params import parse_param_args
+
+    image = read_image(args.image)
+    H, W = image.shape[:2]
+    pts, labs = _parse_points(args.point)
+    box = _parse_box(args.box) if args.box else None
+    prev = None
+    protected = [Path(args.image)]
+    if args.mask:
+        protected.append(Path(args.mask))
+        masks = read_mask_input(args.mask, (H, W))
+        if len(masks) != 1:
+            raise InputError(f"--mask '{args.mask}': holds {len(masks)} objects; give the mask "
+                             "of one object")
+        prev = next(iter(masks.values()))
+    if box is None and not pts and prev is None:
+        raise InputError("nothing to segment: give --box, --point or --mask")
+    if pts:
+        from segtrack.interactive import check_points
+
+        check_points(pts, labs, (H, W), what="--point")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out '{args.out}': must be a .png file")
+    guard_output(out, protected)
+    seg = Segmenter(device=resolve_device(args.device), **parse_param_args(args.param))
+    mask = seg.segment(image, box=box, points=pts or None, labels=labs or None, mask=prev)
+    ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    if not ok:  # pragma: no cover - OpenCV cannot fail on a uint8 image
+        raise InputError(f"--out '{args.out}': cannot encode the mask")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, png.tobytes())
+    area = int(mask.sum())
+    print(f"wrote {out} ({area} object pixels, {100.0 * area / (H * W):.1f} % of the image)")
+    return 0
+
+
+def cmd_bench_segment(args: argparse.Namespace) -> int:
+    from segtrack.device import resolve_device
+    from segtrack.eval.interactive import run_benchmark
+    from segtrack.params import parse_param_args
+
+    if not args.static and not args.davis:
+        raise InputError("give --static (held-out photographs) and/or --davis (first frames)")
+    methods = _split_names(args.methods) or ["clickseg", "grabcut", "box"]
+    if args.davis_step < 0:
+        raise InputError(f"--davis-step {args.davis_step}: must be >= 0")
+    params = parse_param_args(args.param)
+    res = run_benchmark(args.static or [], args.davis, _split_names(args.sequences) or [],
+                        methods, limit=args.limit, max_clicks=args.max_clicks,
+                        quiet=args.quiet, device=resolve_device(args.device),
+                        weights=params.pop("weights", ""), params=params,
+                        davis_step=args.davis_step, rts_weights=args.rts_weights or "")
+    for name, r in res.items():
+        for m, v in r["box_to_mask"].items():
+            print(f"{name:7s} box->mask {m:9s} mIoU {v['mIoU']:.4f}  {v['ms']:.0f} ms/image  "
+                  f"({v['images']} images)")
+        if "clicks" in r:
+            c = r["clicks"]
+            print(f"{name:7s} clicks    NoC@85 {c['NoC@85']:.2f}  NoC@90 {c['NoC@90']:.2f}  "
+                  f"mIoU@1 {c['mIoU@1']:.4f}  {c['ms_per_click']:.0f} ms/click")
+    if args.json:
+        _write_json(args.json, res)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,9 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("track", help="track objects through a video, image folder or webcam")
     t.add_argument("source", help="video file, folder of frames, or webcam index")
-    g = t.add_mutually_exclusive_group(required=True)
-    g.add_argument("--mask", help="PNG mask of the object(s) on --frame; value k = object k")
-    g.add_argument("--box", help="X,Y,W,H box of the object on --frame")
+    t.add_argument("--mask", help="PNG mask of the object(s) on --frame; value k = object k")
+    t.add_argument("--box", help="X,Y,W,H box of the object on --frame")
+    t.add_argument("--point", action="append", metavar="X,Y[,L]",
+                   help="a click on the object (L=1, default) or on the background (L=0) on "
+                        "--frame; repeatable, with or without --box")
     t.add_argument("--frame", type=int, default=0, help="index of the frame the mask/box is on")
     t.add_argument("--method", default="flow", help="tracking method (see `segtrack methods`)")
     t.add_argument("--out", help="output folder for masks and boxes.json")
@@ -369,6 +478,40 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--method", default="flow")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    sg = sub.add_parser("segment", help="cut an object out of an image from a box or clicks")
+    sg.add_argument("image", help="image file")
+    sg.add_argument("--box", help="X,Y,W,H box around the object")
+    sg.add_argument("--point", action="append", metavar="X,Y[,L]",
+                    help="a click on the object (L=1, default) or on the background (L=0); "
+                         "repeatable")
+    sg.add_argument("--mask", help="the current mask to correct with the clicks (PNG)")
+    sg.add_argument("--out", required=True, help="output mask (.png, 0/255)")
+    sg.add_argument("--device", default="cpu")
+    sg.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="segmentation option (weights, zoom_in, threshold, edges, ...)")
+    sg.set_defaults(func=cmd_segment)
+
+    bs = sub.add_parser("bench-segment",
+                        help="score box- and click-to-mask segmentation (IoU, clicks needed)")
+    bs.add_argument("--static", action="append", metavar="DIR",
+                    help="photograph sets; their held-out part is scored (repeatable)")
+    bs.add_argument("--davis", metavar="ROOT", help="also score the first frames of a DAVIS set")
+    bs.add_argument("--sequences", help="comma-separated DAVIS sequences (default: all)")
+    bs.add_argument("--davis-step", type=int, default=0,
+                    help="score every Nth frame of each sequence (default: the first frame only)")
+    bs.add_argument("--methods",
+                    help="comma-separated among clickseg, grabcut, box (the filled box) and rts "
+                         "(its own box-to-mask network); default: the first three")
+    bs.add_argument("--rts-weights", help="weights of the rts method (default: its own)")
+    bs.add_argument("--limit", type=int, default=0, help="score at most this many photographs")
+    bs.add_argument("--max-clicks", type=int, default=20)
+    bs.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="segmentation option (weights, ...)")
+    bs.add_argument("--device", default="cpu")
+    bs.add_argument("--json", help="write the scores to this JSON file")
+    bs.add_argument("--quiet", action="store_true")
+    bs.set_defaults(func=cmd_bench_segment)
 
     m = sub.add_parser("methods", help="list the tracking methods")
     m.set_defaults(func=cmd_methods)

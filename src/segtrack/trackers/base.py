@@ -25,6 +25,12 @@ class TrackerParams:
     """Parameters shared by all methods."""
 
     seed: int = 0
+    # how a box becomes the first mask: "segment" (the box- and click-to-mask network),
+    # "own" (the method's own box-to-mask step, where it has one) or "box" (the filled box)
+    box_init: str = "segment"
+
+
+BOX_INIT = ("segment", "own", "box")
 
 
 @dataclasses.dataclass
@@ -118,6 +124,12 @@ class Tracker(ABC):
         self.device = device
         self.frame_shape: tuple[int, int] | None = None
         self.frame_index = -1
+        how = getattr(self.params, "box_init", "segment")
+        if how not in BOX_INIT:
+            raise InputError(f"parameter 'box_init': '{how}' is not one of {', '.join(BOX_INIT)}")
+        if how == "own" and type(self).own_box_to_mask is Tracker.own_box_to_mask:
+            raise InputError(f"parameter 'box_init': method '{self.name}' has no box-to-mask "
+                             "step of its own (use segment or box)")
 
     def params_dict(self) -> dict[str, Any]:
         return {"method": self.name, "device": self.device, **to_json_dict(self.params)}
@@ -190,13 +202,26 @@ class Tracker(ABC):
         return [t._track(frame) for t in trackers]
 
     def box_to_init_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
-        """Turn the user's box into an initial mask. Default: the box itself (filled)."""
+        """Turn the user's box into the first mask, as ``box_init`` says; the filled box when
+        the segmentation finds nothing inside it."""
         from segtrack.geometry import box_to_mask
 
-        m = box_to_mask(box, frame.shape[:2])
+        how = getattr(self.params, "box_init", "segment")
+        m = None
+        if how == "own":
+            m = self.own_box_to_mask(frame, box)
+        elif how == "segment":
+            m = segment_box(frame, box, self.device)
+        if m is None or not m.any():
+            m = box_to_mask(box, frame.shape[:2])
         if not m.any():
             raise InputError(f"box {box} covers no pixel centre of the frame")
         return m
+
+    def own_box_to_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+        """The method's own box-to-mask step (``box_init=own``); methods that have one
+        override this."""
+        raise InputError(f"method '{self.name}' has no box-to-mask step of its own")
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -206,6 +231,21 @@ class Tracker(ABC):
     @abstractmethod
     def _track(self, frame: np.ndarray) -> Prediction:
         """Return the prediction for a validated frame."""
+
+
+def segment_box(frame: np.ndarray, box: tuple[float, ...], device: str = "cpu"
+                ) -> np.ndarray | None:
+    """The box- and click-to-mask network's mask of the object in ``box``; None (with a
+    warning) when its weights are not installed."""
+    from segtrack.interactive.segmenter import Segmenter, default_weights
+
+    if not default_weights().is_file():
+        import warnings
+
+        warnings.warn("box initialisation: the click-to-mask weights are not installed; "
+                      "starting from the filled box", stacklevel=3)
+        return None
+    return Segmenter(device=device).segment(frame, box=box)
 
 
 def make_prediction(

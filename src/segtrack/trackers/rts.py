@@ -108,6 +108,7 @@ class _Graphs:
 
 @dataclasses.dataclass
 class RTSParams(TrackerParams, EdgeParams):
+    box_init: str = "own"  # its box-to-mask network (BENCHMARKS.md: against box_init=segment)
     weights: str = ""  # heads file or committed name ("" = weights/rts.pt; "rts-fold0")
     seg_weights: str = ""  # segmentation branch ("" = weights; lwl.pt when not conditioning)
     conditioning: bool = True  # x_f = x_m + H(s_c) (False: Table 5.1 "RTS w/o conditioning")
@@ -210,7 +211,7 @@ class RTSTracker(Tracker):
         feats = {4: out[0], 8: out[1], 16: out[2]}
         return feats, out[3], (out[4] if len(out) > 4 else None)
 
-    def box_to_init_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+    def own_box_to_mask(self, frame: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
         from segtrack.models.rts.infer import box_to_mask
 
         p = self.params

@@ -27,6 +27,8 @@ TRAINERS: dict[str, str] = {
     "onavos": "segtrack.training.oneshot:main",  # OnAVOS starts from the OSVOS parent
     "masktrack": "segtrack.training.oneshot:main_masktrack",
     "masktrack-flow": "segtrack.training.oneshot:main_masktrack_flow",
+    # box and clicks to a mask (the first mask of every method started from a box)
+    "clickseg": "segtrack.training.clickseg:main",
 }
 
 

@@ -331,9 +331,9 @@ def check_data_root(root: str | os.PathLike) -> Path:
     return r
 
 
-def add_common_args(p: argparse.ArgumentParser) -> None:
+def add_common_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     """Options shared by every trainer."""
-    p.add_argument("--data", required=True, help="DAVIS-style training root")
+    p.add_argument("--data", required=data_required, help="DAVIS-style training root")
     p.add_argument("--out", required=True, help="output folder (checkpoints, weights, log)")
     p.add_argument("--fold", type=int, default=None, help="hold out this fold (default: none)")
     p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")

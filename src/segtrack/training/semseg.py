@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from segtrack.errors import InputError
 from segtrack.training.common import (
     STATIC_SEED,
+    Checkpointer,
     add_common_args,
     add_static_args,
     check_data_root,
@@ -182,8 +183,21 @@ def main(argv: list[str] | None = None) -> int:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.iters,
                                                 pct_start=0.1)
     n = len(imgs)
-    log = []
-    for it in range(a.iters):
+    log: list = []
+    ck = Checkpointer(out, a.checkpoint_every)
+    start = 0
+    if a.resume:
+        st = ck.resume(rng)
+        head.load_state_dict(st["head"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        log, start = st["log"], int(st["step"])
+
+    def state() -> dict:
+        return {"head": head.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "log": log}
+
+    for it in range(start, a.iters):
         if not n_static:
             b = torch.from_numpy(rng.choice(n, size=a.batch, replace=False))
             f = {s: feats[s][b].float() for s in feats}
@@ -205,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             log.append((it, loss.item()))
             if not a.quiet:
                 print(f"iter {it} loss {loss.item():.4f} ({time.time() - t0:.0f}s)", flush=True)
+        ck.maybe_save(it + 1, state, rng)
+    ck.save(a.iters, state(), rng)
     model.eval()
     metrics = evaluate(model, test_imgs, test_labs, cfg.num_classes)
     metrics["class_names"] = names

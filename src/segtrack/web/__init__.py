@@ -1,8 +1,9 @@
 """The browser workbench (issue 8): ``segtrack serve`` runs a local FastAPI app.
 
-Open a video or frame folder (or upload one), draw a box or paint a mask on any frame, track
-forwards and backwards with any registered method while the masks appear in the page, correct
-and re-propagate, and export DAVIS PNGs, ``boxes.json``, an overlay video and COCO RLE. See
+Open a video or frame folder (or upload one), draw a box, click on the object (click-to-segment)
+or paint a mask on any frame, track forwards and backwards with any registered method while the
+masks appear in the page, correct and re-propagate, and export DAVIS PNGs, ``boxes.json``, an
+overlay video and COCO RLE. See
 ``docs/workbench.md``. Needs the ``web`` extra (``pip install segtrack[web]``).
 """
 

@@ -14,13 +14,16 @@
   frames, coloured label maps (DAVIS palette, background transparent) and single masks;
 * ``POST/PATCH/DELETE /api/sessions/{sid}/objects[/{obj}]`` - objects;
 * ``PUT /api/sessions/{sid}/annotations/{obj}/{i}`` - a drawn box or painted mask (keyframe);
+* ``POST /api/sessions/{sid}/segment`` - click-to-segment: clicks and/or a box on a frame to a
+  mask with :class:`segtrack.interactive.Segmenter` (optionally correcting the object's current
+  mask), stored as a keyframe like a painted mask (a box alone: like a drawn box);
 * ``POST /api/sessions/{sid}/track``, ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/events``
   (server-sent events, one per tracked frame), ``POST /api/jobs/{id}/cancel``;
 * ``POST /api/sessions/{sid}/export``, ``GET /api/sessions/{sid}/export/{path}``.
 
 Errors are JSON ``{"detail": "<one line>"}`` with 400 (bad input), 403 (path outside the
-project and allowed folders), 404, 409 (a job is running), 413 (upload too large) or 415 (upload
-of a file type that is not a video or image).
+project and allowed folders), 404, 409 (a job is running), 413 (upload too large), 415 (upload
+of a file type that is not a video or image) or 503 (click-to-segment without its weights).
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import asyncio
 import base64
 import io
 import json
+import math
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,10 @@ class TooLarge(InputError):
 
 class BadType(InputError):
     """An upload that is not a video or an image."""
+
+
+class Unavailable(InputError):
+    """A feature whose model cannot be loaded (click-to-segment without its weights)."""
 
 
 def sniff_type(head: bytes) -> str | None:
@@ -95,6 +104,41 @@ class AnnotationBody(BaseModel):
     mask_png: str | None = None  # base64 PNG (optionally a data: URL)
 
 
+class SegmentBody(BaseModel):
+    # loosely typed on purpose: every field is checked by the endpoint, so that bad input gets
+    # a one-line 400 message rather than a validation error list
+    index: Any = None
+    oid: Any = None
+    points: Any = None
+    labels: Any = None
+    box: Any = None
+    correct: Any = False
+
+
+MAX_CLICKS = 200
+
+
+def _whole(value: Any, what: str) -> int:
+    """``value`` as an int (integral floats accepted, booleans refused)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value != int(value)):
+        raise InputError(f"{what} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _check_labels(labels: Any) -> list[int] | None:
+    if labels is None:
+        return None
+    if not isinstance(labels, list):
+        raise InputError("labels must be a list of 1 (object) and 0 (background)")
+    out = []
+    for lab in labels:
+        if isinstance(lab, bool) or not isinstance(lab, (int, float)) or lab not in (0, 1):
+            raise InputError(f"label {lab!r} must be 1 (object) or 0 (background)")
+        out.append(int(lab))
+    return out
+
+
 class TrackBody(BaseModel):
     frame: int
     objects: list[int]
@@ -112,8 +156,13 @@ def create_app(
     allow: list[str | os.PathLike] | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     device: str = "cpu",
+    segment_weights: str = "",
 ) -> FastAPI:
-    """The workbench app on a project folder; ``allow`` adds folders the page may open."""
+    """The workbench app on a project folder; ``allow`` adds folders the page may open.
+
+    ``segment_weights``: the click-to-segment weight file (empty: the committed default), loaded
+    on the first segmentation request.
+    """
     proj = project if isinstance(project, Project) else Project(project, allow=allow)
     if isinstance(project, Project):
         for a in allow or []:
@@ -123,8 +172,12 @@ def create_app(
     app.state.project = proj
     app.state.jobs = jobs
     app.state.max_upload_bytes = int(max_upload_bytes)
+    app.state.segment_weights = str(segment_weights or "")
+    app.state.segmenter = None  # created by the first segmentation request
+    segment_lock = threading.Lock()  # one network call at a time
 
-    status_of = {PathRefused: 403, NotFound: 404, Conflict: 409, TooLarge: 413, BadType: 415}
+    status_of = {PathRefused: 403, NotFound: 404, Conflict: 409, TooLarge: 413, BadType: 415,
+                 Unavailable: 503}
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -350,6 +403,77 @@ def create_app(
         m = png_to_mask(data, size, what="mask_png")
         return proj.set_keyframe(sid, oid, index, m)
 
+    # -- click-to-segment --------------------------------------------------------------------
+    def _segmenter():
+        """The app's Segmenter (call under ``segment_lock``); loaded once, on first use."""
+        if app.state.segmenter is None:
+            from segtrack.interactive import Segmenter
+
+            try:
+                app.state.segmenter = Segmenter(device=device, weights=app.state.segment_weights)
+            except InputError as e:
+                raise Unavailable(f"click-to-segment is not available: {e}") from None
+            except Exception:  # noqa: BLE001 - a damaged or incompatible weight file
+                name = app.state.segment_weights or "the default weights"
+                raise Unavailable(f"click-to-segment is not available: the weights '{name}' "
+                                  "could not be loaded") from None
+        return app.state.segmenter
+
+    @app.post("/api/sessions/{sid}/segment")
+    def segment(sid: str, body: SegmentBody) -> dict[str, Any]:
+        from segtrack.geometry import mask_to_box
+        from segtrack.interactive import check_points
+        from segtrack.trackers.base import check_box
+
+        _no_job(sid)
+        s = proj.load(sid)
+        index = _whole(body.index, "index")
+        proj.frame_path(s, index)  # range check
+        oid = None if body.oid is None else _whole(body.oid, "object id")
+        if oid is not None and str(oid) not in s["objects"]:
+            raise NotFound(f"object {oid} does not exist")
+        if not isinstance(body.correct, bool) and body.correct is not None:
+            raise InputError(f"correct must be true or false, got {body.correct!r}")
+        size = (int(s["height"]), int(s["width"]))
+        labels = _check_labels(body.labels)
+        points = body.points
+        if points is not None and not isinstance(points, list):
+            raise InputError("points must be a list of pairs x,y")
+        if points and len(points) > MAX_CLICKS:
+            raise InputError(f"{len(points)} points: at most {MAX_CLICKS} per request")
+        try:
+            clicks = check_points(points, labels, size, what="point")
+        except InputError:
+            raise
+        except (TypeError, ValueError):
+            raise InputError("points must be a list of pairs of numbers x,y") from None
+        box = list(check_box(body.box, size, what="box")) if body.box is not None else None
+        if not clicks and box is None:
+            raise InputError("nothing to segment: click on the object or draw a box")
+        prev = proj.read_mask(sid, oid, index) if body.correct and oid is not None else None
+        if prev is not None and (prev.shape != size or not prev.any()):
+            prev = None
+        image = proj.read_frame(s, index)
+        with segment_lock:
+            seg = _segmenter()
+            mask = seg.segment(image, box=box, points=[(x, y) for x, y, _ in clicks] or None,
+                               labels=[int(p) for _, _, p in clicks] or None, mask=prev)
+        if not mask.any():
+            raise InputError("the segmentation found no object there: click inside the object "
+                             "or draw a larger box")
+        created = oid is None
+        if created:
+            oid = int(proj.add_object(sid)["id"])
+        # a box alone is kept as a box keyframe (as a drawn box, the network's mask instead of
+        # the filled box), so tracking starts from the box as `segtrack track --box` does;
+        # clicks (or a correction) make a mask keyframe, as a painted mask
+        as_box = box if not clicks and prev is None else None
+        out = proj.set_keyframe(sid, oid, index, mask, box=as_box)
+        out.update(box=[float(v) for v in mask_to_box(mask)],
+                   keyframe="box" if as_box is not None else "mask", created=created,
+                   clicks=len(clicks), corrected=prev is not None)
+        return out
+
     # -- tracking jobs -----------------------------------------------------------------------
     @app.post("/api/sessions/{sid}/track")
     def track(sid: str, body: TrackBody) -> dict[str, Any]:
@@ -440,6 +564,7 @@ def serve(
     allow: list[str] | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD / 2**20,
     device: str = "cpu",
+    segment_weights: str = "",
 ) -> int:
     """Run the workbench with uvicorn (``segtrack serve``); blocks until interrupted."""
     import uvicorn
@@ -453,7 +578,8 @@ def serve(
         proj.allow(src.parent if src.is_file() else src)
         sid = proj.find_session(src) or proj.create_session(src)["id"]
         url += f"?session={sid}"
-    app = create_app(proj, max_upload_bytes=int(max_upload_mb * 2**20), device=device)
+    app = create_app(proj, max_upload_bytes=int(max_upload_mb * 2**20), device=device,
+                     segment_weights=segment_weights)
     print(f"segtrack workbench on {url}  (project folder {proj.root})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0

@@ -56,6 +56,7 @@ _STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 192, 320),
 )
 _STEM_CH = 32
+STEM_CHANNELS = _STEM_CH  # channels of the stem output (every Lite variant)
 _HEAD_CH = 1280
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01  # TF decay 0.99
@@ -442,9 +443,16 @@ class EfficientNetLite(nn.Module):
         x = (x - self._mean) / self._std
         return F.relu6(self.stem_bn(self.stem_conv(x)))
 
-    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        """``x`` (B, 3, H, W) RGB in [0, 1] -> {nominal stride: (B, C, ceil(H/s'), ceil(W/s'))}."""
+    def forward(self, x: torch.Tensor, stem_add: torch.Tensor | None = None
+                ) -> dict[int, torch.Tensor]:
+        """``x`` (B, 3, H, W) RGB in [0, 1] -> {nominal stride: (B, C, ceil(H/s'), ceil(W/s'))}.
+
+        ``stem_add`` (B, 32, ceil(H/2), ceil(W/2)), when given, is added to the stem's output:
+        how extra input channels (clicks, a mask) enter a pretrained network without changing
+        its first convolution (RITM's "Conv1S" fusion)."""
         x = self._stem(x)
+        if stem_add is not None:
+            x = x + stem_add
         want = {self._tap[s]: s for s in self.out_strides}
         out: dict[int, torch.Tensor] = {}
         for i in range(self._n_run):

@@ -7,6 +7,7 @@ const S = {
   job: null, events: null, rev: 0, frameImg: new Image(), labelsImg: new Image(),
   labelsReady: false, drag: null, painting: false, editDirty: false, loadingFrame: false,
   pendingFrame: null,
+  clicks: {}, segBusy: false, segAgain: false, segments: 0, // the Click tool
 };
 window.segtrack = S; // for tests and debugging
 
@@ -28,7 +29,7 @@ function setStatus(text, isError) {
   document.body.dataset.status = isError ? "error" : "ok";
 }
 
-async function api(method, url, body, raw) {
+async function api(method, url, body, raw, quiet) {
   const opts = { method, headers: {} };
   if (raw !== undefined) { opts.body = raw; }
   else if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
@@ -37,8 +38,10 @@ async function api(method, url, body, raw) {
   try { data = await r.json(); } catch (e) { data = null; }
   if (!r.ok) {
     const msg = (data && data.detail) ? (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : r.statusText;
-    setStatus(msg, true);
-    throw new Error(msg);
+    if (!quiet) setStatus(msg, true);
+    const err = new Error(msg);
+    err.status = r.status;
+    throw err;
   }
   return data;
 }
@@ -286,6 +289,19 @@ function render() {
     ctx.strokeStyle = "#fff"; ctx.lineWidth = 1;
     ctx.beginPath(); ctx.arc(S.cursor[0], S.cursor[1], S.brush / 2, 0, 2 * Math.PI); ctx.stroke();
   }
+  const c = currentClicks();
+  if (S.tool === "click" && c) {  // green: on the object, red: background
+    const rad = Math.max(4, cv.width / 160);
+    ctx.lineWidth = Math.max(1.5, rad / 3);
+    ctx.strokeStyle = "#fff";
+    c.points.forEach(([x, y], k) => {
+      ctx.fillStyle = c.labels[k] ? "#22c55e" : "#ef4444";
+      ctx.beginPath(); ctx.arc(x, y, rad, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    });
+  }
+  const n = c ? c.points.length : 0;
+  document.body.dataset.clicks = String(n);
+  $("#clear-clicks").disabled = !n;
 }
 function drawCoverage() {
   const cv = $("#coverage");
@@ -311,7 +327,8 @@ function imagePoint(ev) {
 function setTool(tool) {
   S.tool = tool;
   for (const b of document.querySelectorAll(".tool")) b.classList.toggle("active", b.dataset.tool === tool);
-  const hints = { view: "", box: "drag a box around the object", paint: "paint the object (release to save)", erase: "erase wrong pixels (release to save)" };
+  const hints = { view: "", box: "drag a box around the object", paint: "paint the object (release to save)", erase: "erase wrong pixels (release to save)",
+    click: "click the object; right or Shift+click: background; Esc: clear" };
   $("#tool-hint").textContent = hints[tool];
   gotoFrame(S.frame, true);
 }
@@ -328,8 +345,11 @@ function paintTo(p) {
   S.editDirty = true;
 }
 async function onDown(ev) {
-  if (!S.session || S.tool === "view" || ev.button !== 0) return;
+  if (!S.session || S.tool === "view") return;
+  const click = S.tool === "click";
+  if (ev.button !== 0 && !(click && ev.button === 2)) return;
   if (S.job) { setStatus("tracking is running: cancel it or wait before editing", true); return; }
+  if (click) { ev.preventDefault(); await addClick(imagePoint(ev), ev.button === 0 && !ev.shiftKey); return; }
   if (!S.selected) { await newObject(); await loadEditMask(); }
   const p = imagePoint(ev);
   if (S.tool === "box") { S.drag = [p[0], p[1], p[0], p[1]]; }
@@ -350,9 +370,25 @@ async function onUp() {
     const [x0, y0, x1, y1] = S.drag;
     S.drag = null;
     const box = [Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0)];
+    const oid = S.selected, f = S.frame;
     if (box[2] >= 2 && box[3] >= 2) {
-      await api("PUT", `/api/sessions/${sid}/annotations/${S.selected}/${S.frame}`, { box });
-      setStatus(`box of object ${S.selected} on frame ${S.frame} saved`);
+      // the mask the box stands for, shown at once; the filled box where that is not available
+      let r = null, why = "";
+      try {
+        r = await api("POST", `/api/sessions/${sid}/segment`,
+          { index: f, oid, box, points: [], correct: false }, undefined, true);
+      } catch (e) {
+        if (e.status === 409) { setStatus(e.message, true); throw e; }
+        why = e.status === 503 ? " (filled box: click-to-segment is not available)" : " (filled box)";
+      }
+      if (r) {
+        S.segments++; document.body.dataset.segments = String(S.segments);
+        setStatus(`box of object ${oid} on frame ${f} saved, its mask has ${r.area} pixels`);
+      } else {
+        await api("PUT", `/api/sessions/${sid}/annotations/${oid}/${f}`, { box });
+        setStatus(`box of object ${oid} on frame ${f} saved${why}`);
+      }
+      delete S.clicks[clickKey(oid, f)];
       await refreshSession();
       await gotoFrame(S.frame, true);
     } else render();
@@ -361,8 +397,63 @@ async function onUp() {
     S.painting = false;
     const mask_png = S.edit.toDataURL("image/png");
     await api("PUT", `/api/sessions/${sid}/annotations/${S.selected}/${S.frame}`, { mask_png });
+    delete S.clicks[clickKey(S.selected, S.frame)];
     setStatus(`mask of object ${S.selected} on frame ${S.frame} saved`);
     await refreshSession();
+  }
+}
+
+// ---------------------------------------------------------------- click tool ------------------
+// clicks are kept per session, object and frame (objects not created yet: "new"); every click
+// asks the server for the mask of all clicks so far, correcting the mask the frame has
+function clickKey(oid, f) { return `${S.session.id}/${oid || "new"}/${f}`; }
+function currentClicks() {
+  if (!S.session) return null;
+  const c = S.clicks[clickKey(S.selected, S.frame)];
+  return c && c.points.length ? c : null;
+}
+function clearClicks() {
+  if (!S.session) return;
+  delete S.clicks[clickKey(S.selected, S.frame)];
+  render();
+}
+async function addClick(p, positive) {
+  const cv = $("#view");
+  const x = Math.min(cv.width - 0.5, Math.max(0, p[0])), y = Math.min(cv.height - 0.5, Math.max(0, p[1]));
+  const key = clickKey(S.selected, S.frame);
+  const c = S.clicks[key] || (S.clicks[key] = { points: [], labels: [] });
+  c.points.push([x, y]); c.labels.push(positive ? 1 : 0);
+  render();
+  await requestSegment();
+}
+async function requestSegment() {
+  if (S.segBusy) { S.segAgain = true; return; }  // one request at a time; the next has every click
+  S.segBusy = true;
+  try {
+    do {
+      S.segAgain = false;
+      const sid = S.session.id, f = S.frame, oid = S.selected || null;
+      const key = clickKey(oid, f);
+      const c = S.clicks[key];
+      if (!c || !c.points.length) break;
+      const n = c.points.length;
+      const hasMask = !!oid && (S.session.coverage[String(oid)] || []).includes(f);
+      setStatus(`segmenting (${n} click${n > 1 ? "s" : ""}) ...`);
+      const r = await api("POST", `/api/sessions/${sid}/segment`,
+        { index: f, oid, points: c.points.slice(), labels: c.labels.slice(), box: null, correct: hasMask });
+      if (!oid) {  // the server made a new object: the clicks are now its clicks
+        delete S.clicks[key];
+        S.clicks[clickKey(r.object, f)] = c;
+        if (!S.selected) S.selected = r.object;
+      }
+      S.segments++; document.body.dataset.segments = String(S.segments);
+      setStatus(`mask of object ${r.object} on frame ${f} saved: ${r.area} pixels from ${n} click${n > 1 ? "s" : ""}` +
+        (r.corrected ? " (corrected)" : ""));
+      await refreshSession();
+      await gotoFrame(S.frame, true);
+    } while (S.segAgain);
+  } finally {
+    S.segBusy = false;
   }
 }
 
@@ -476,15 +567,18 @@ async function init() {
   $("#next").onclick = () => gotoFrame(S.frame + 1);
   $("#brush").oninput = (e) => { S.brush = +e.target.value; };
   for (const b of document.querySelectorAll(".tool")) b.onclick = () => setTool(b.dataset.tool);
+  $("#clear-clicks").onclick = () => clearClicks();
   const cv = $("#view");
   cv.addEventListener("mousedown", (e) => onDown(e).catch(() => {}));
+  cv.addEventListener("contextmenu", (e) => { if (S.tool === "click") e.preventDefault(); });
   cv.addEventListener("mousemove", onMove);
   window.addEventListener("mouseup", () => onUp().catch(() => {}));
   cv.addEventListener("mouseleave", () => { S.cursor = null; render(); });
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "INPUT" && e.target.type === "text") return;
     const keys = { ArrowLeft: () => gotoFrame(S.frame - 1), ArrowRight: () => gotoFrame(S.frame + 1),
-      v: () => setTool("view"), b: () => setTool("box"), p: () => setTool("paint"), e: () => setTool("erase") };
+      v: () => setTool("view"), b: () => setTool("box"), c: () => setTool("click"), p: () => setTool("paint"),
+      e: () => setTool("erase"), Escape: () => clearClicks() };
     if (keys[e.key]) { keys[e.key](); e.preventDefault(); }
   });
   window.addEventListener("resize", fitCanvas);
@@ -495,7 +589,7 @@ async function init() {
   if (want) {
     try { await loadSession(await api("GET", "/api/sessions/" + want)); setStatus(""); } catch (e) { setStatus(""); }
   }
-  setInterval(() => { if (!S.job && !S.painting && !S.drag) refreshSession().catch(() => {}); }, 3000);
+  setInterval(() => { if (!S.job && !S.painting && !S.drag && !S.segBusy) refreshSession().catch(() => {}); }, 3000);
   document.body.dataset.ready = "1";
 }
 init();
