@@ -47,6 +47,7 @@ class SegmentParams(EdgeParams):
     zoom_in: bool = True  # clicks only: a second pass zoomed on the first mask
     threshold: float = 0.5  # probability above which a pixel is the object
     edge_radius: float = 1.5  # in stride-4 cells of the crop (as RTS)
+    runtime: str = "auto"  # the network: auto (ONNX Runtime if installed) | onnx | torch
 
 
 def check_points(points: Any, labels: Any, shape: Sequence[int],
@@ -101,14 +102,24 @@ class Segmenter:
         self.params.check_edges()
         if not 0.0 < self.params.threshold < 1.0:
             raise InputError(f"parameter 'threshold': {self.params.threshold} must be in (0, 1)")
-        from segtrack.models.clickseg import load_clickseg
+        from segtrack.models.clickseg import ClickSegGraph, load_clickseg
         from segtrack.models.shared import shared
+        from segtrack.runtime import frozen, resolve_runtime
 
         path = _resolve(self.params.weights)
         self.device = device
         self.net = shared(("clickseg", str(path.resolve()), device),
                           lambda: load_clickseg(path, device))
-        self.size = int(self.net.cfg.size)
+        self.size = S = int(self.net.cfg.size)
+        rt = resolve_runtime(self.params.runtime, device)
+        import torch
+
+        self.graph = shared(
+            ("clickseg-graph", str(path.resolve()), device, rt),
+            lambda: frozen(ClickSegGraph(self.net).eval(), f"clickseg-{S}",
+                           [torch.zeros(1, S, S, 3, dtype=torch.uint8),
+                            torch.zeros(1, 4, S, S)], ["image", "guide"], runtime=rt,
+                           device=device))
 
     # -- one pass ------------------------------------------------------------------------------
     def _run(self, image: np.ndarray, r: Region, clicks, prev: np.ndarray | None,
@@ -126,9 +137,9 @@ class Segmenter:
             cb = ((x - r.x0) * s, (y - r.y0) * s, (x + w - r.x0) * s, (y + h - r.y0) * s)
         g = guide_maps(S, cl, cfg.disk_radius, pc, cb)
         with torch.inference_mode():
-            x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-            gt = torch.from_numpy(g)[None].to(self.device)
-            prob = torch.sigmoid(self.net(x, gt))[0, 0].float().cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(img))[None].to(self.device)
+            prob = self.graph(x, torch.from_numpy(g)[None].to(self.device))
+            prob = prob[0].float().cpu().numpy()
         return paste(prob, r, image.shape[:2])
 
     # -- one interaction -----------------------------------------------------------------------

@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from segtrack.errors import InputError
-from segtrack.models.backbones import build_backbone
+from segtrack.models.backbones import build_backbone, images_in
 from segtrack.models.backbones.efficientnet_lite import STEM_CHANNELS
 
-__all__ = ["ClickSegConfig", "ClickSegNet", "GUIDE_CHANNELS", "save_clickseg", "load_clickseg"]
+__all__ = ["ClickSegConfig", "ClickSegNet", "ClickSegGraph", "GUIDE_CHANNELS", "save_clickseg",
+           "load_clickseg"]
 
 #: guidance maps, in this order: positive clicks, negative clicks, previous mask, box
 GUIDE_CHANNELS = 4
@@ -86,9 +87,23 @@ class ClickSegNet(nn.Module):
             f = self.lateral[i](feats[_TAPS[i]])
             x = F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False) + f
             x = F.relu(self.smooth[i](x))
-        g4 = F.adaptive_max_pool2d(guide, x.shape[-2:])  # a click disk survives at stride 4
+        # a click disk survives at stride 4 (max over 4x4 cells: ceil(S / 4) of them, the
+        # size of the stride-4 tap; the same as an adaptive max pool when 4 divides S)
+        g4 = F.max_pool2d(guide, 4, 4, ceil_mode=True)
         logits = self.head(torch.cat([x, g4], 1))
         return F.interpolate(logits, size=S, mode="bilinear", align_corners=False)
+
+
+class ClickSegGraph(nn.Module):
+    """The inference graph the runtime exports: uint8 crops (B, S, S, 3) and guidance maps
+    (B, 4, S, S) -> object probabilities (B, S, S)."""
+
+    def __init__(self, net: ClickSegNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(images_in(image), guide))[:, 0]
 
 
 def save_clickseg(net: ClickSegNet, path: str | os.PathLike, **extra) -> Path:
