@@ -69,10 +69,10 @@ def test_track_with_box_and_later_frame(clip, tmp_path):
     frames, _, masks = clip
     out = tmp_path / "out"
     rc = main(["track", str(frames), "--box", "24,30,32,32", "--frame", "2", "--out", str(out),
-               "--quiet"])
+               "--param", "box_init=box", "--quiet"])
     assert rc == 0
     assert not read_label_png(out / "f1.png").any()  # before the start frame: nothing
-    assert (read_label_png(out / "f2.png") == masks[2]).all()
+    assert (read_label_png(out / "f2.png") == masks[2]).all()  # the filled box, as asked
 
 
 @pytest.mark.parametrize(

@@ -167,12 +167,14 @@ def test_trainer_runs_resumes_and_writes_a_manifest(tmp_path):
     out = tmp_path / "run"
     common = ["train", "clickseg", "--static", str(photos), "--out", str(out),  # no DAVIS
               "--batch", "2", "--size", "96", "--threads", "1", "--quiet"]
-    assert main([*common, "--iters", "2"]) == 0
+    assert main([*common, "--iters", "3", "--stop-at", "2"]) == 0
     doc = json.loads((out / "clickseg.manifest.json").read_text())
-    assert doc["photos"] == 5 and doc["photos_held_out"] == 1 and doc["iterations"] == 2
+    assert doc["photos"] == 5 and doc["photos_held_out"] == 1
+    assert doc["iterations"] == 2 and doc["schedule_iterations"] == 3
     assert doc["command"].startswith("segtrack train clickseg")
     assert main([*common, "--iters", "3", "--resume"]) == 0
-    assert json.loads((out / "clickseg.manifest.json").read_text())["iterations"] == 3
+    doc = json.loads((out / "clickseg.manifest.json").read_text())
+    assert doc["iterations"] == 3 and "--resume" not in doc["command"]
 
 
 # -- API and command line ----------------------------------------------------------------------
@@ -246,3 +248,44 @@ def test_track_from_clicks_and_box_starts_from_the_object(tmp_path):
     assert iou(res[0].labels == 1, m) > 0.8
     res = list(segtrack.track_video(frames, box=(38, 28, 65, 65)))
     assert iou(res[0].labels == 1, m) > 0.85  # not the filled box (IoU 0.67)
+
+
+def test_onnx_runtime_matches_torch(tmp_path):
+    """The click-to-mask network through ONNX Runtime gives torch's probabilities (1e-4)."""
+    pytest.importorskip("onnxruntime")
+    from segtrack.interactive import Segmenter
+    from segtrack.models.clickseg import ClickSegConfig, ClickSegNet, save_clickseg
+
+    net = ClickSegNet(ClickSegConfig(size=96), pretrained=False)
+    for p in net.head.parameters():  # away from the all-zero start of the fusion
+        p.data.normal_(0, 0.05)
+    w = save_clickseg(net, tmp_path / "cs.pt")
+    img, _ = _disc_image()
+    a = Segmenter(weights=str(w), runtime="torch", edges=False)
+    b = Segmenter(weights=str(w), runtime="onnx", edges=False)
+    for kw in ({"box": (38, 28, 65, 65)}, {"points": [(70, 60), (140, 100)], "labels": [1, 0]}):
+        pa, pb = a.predict(img, **kw), b.predict(img, **kw)
+        assert pa.shape == img.shape[:2] and pa.dtype == np.float32
+        assert np.abs(pa - pb).max() < 1e-4
+
+
+def test_track_cli_rejects_bad_clicks(tmp_path, capsys):
+    img, _ = _disc_image()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i}.png"), img[..., ::-1])
+    mask = tmp_path / "m.png"
+    cv2.imwrite(str(mask), np.zeros((120, 160), np.uint8))
+    cases = [
+        (["--point", "300,10"], "outside the 160x120 image"),
+        (["--point", "1,2,5"], "expected X,Y"),
+        (["--mask", str(mask), "--point", "10,10"], "cannot be combined"),
+        ([], "--mask, --box or --point"),
+    ]
+    for extra, message in cases:
+        assert main(["track", str(frames), "--out", str(tmp_path / "out"), "--quiet",
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (extra, err)
+    assert not (tmp_path / "out").exists()

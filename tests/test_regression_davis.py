@@ -20,6 +20,9 @@ CASES = [
     ("osvos", "osvos-fold0", "mask", "flamingo", 0.86),  # 0.899
     ("masktrack", "masktrack-fold0-static", "mask", "car-turn", 0.86),  # 0.906
     ("masktrack", "masktrack-fold0-static", "mask", "stroller", 0.80),  # 0.843
+    ("rts", "rts-fold0-tuned", "mask", "flamingo", 0.70),  # 0.747
+    ("rts", "rts-fold0-tuned", "box", "flamingo", 0.70),  # 0.744
+    ("lwl", "lwl-fold0-static", "mask", "paragliding", 0.84),  # 0.883
     # the committed defaults (trained on all 30 sequences, these included)
     ("rts", "", "mask", "flamingo", 0.68),  # 0.733
     ("rts", "", "box", "flamingo", 0.67),  # 0.724

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import deepest_point
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -302,29 +303,14 @@ PIXEL = """([x, y]) => Array.from(document.querySelector("#view").getContext("2d
 
 
 def _centre(gt: np.ndarray) -> tuple[float, float]:
-    import cv2
-
-    d = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 5)
-    y, x = np.unravel_index(int(d.argmax()), d.shape)
-    return float(x), float(y)
+    return deepest_point(gt)
 
 
 @pytest.fixture
-def bear_server(davis_root, tmp_path):
-    from PIL import Image
-
+def bear_server(bear_clip, tmp_path):
     from segtrack.web.app import create_app
 
-    jpg = davis_root / "JPEGImages" / "480p" / "bear"
-    ann = davis_root / "Annotations" / "480p" / "bear"
-    names = [f"{t:05d}" for t in range(3)]
-    if not all((jpg / f"{n}.jpg").is_file() and (ann / f"{n}.png").is_file() for n in names):
-        pytest.skip(f"DAVIS bear frames not found under {davis_root}")
-    clip = tmp_path / "data" / "bear"
-    clip.mkdir(parents=True)
-    for n in names:
-        shutil.copy2(jpg / f"{n}.jpg", clip / f"{n}.jpg")
-    gts = [np.array(Image.open(ann / f"{n}.png").convert("L")) > 127 for n in names]
+    clip, gts = bear_clip
     app = create_app(tmp_path / "proj", allow=[tmp_path / "data"],
                      segment_weights=str(CLICKSEG))
     with _serving(app) as url:

@@ -288,7 +288,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(f"segtrack serve needs the web extra (pip install 'segtrack[web]'): {e}"
                          ) from None
     return serve(args.source, project=args.project, host=args.host, port=args.port,
-                 allow=args.allow, max_upload_mb=args.max_upload_mb, device=args.device)
+                 allow=args.allow, max_upload_mb=args.max_upload_mb, device=args.device,
+                 segment_weights=args.segment_weights or "")
 # -- end serve ----------------------------------------------------------------------------------
 
 
@@ -535,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also let the page open videos and frames under DIR")
     sv.add_argument("--max-upload-mb", type=float, default=512.0, help="upload size limit")
     sv.add_argument("--device", default="cpu")
+    sv.add_argument("--segment-weights", metavar="FILE",
+                    help="weights of the click tool (default: the committed ones)")
     sv.set_defaults(func=cmd_serve)
     return p
 

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rounds", type=int, default=3,
                    help="most iterative click rounds before a training step")
     p.add_argument("--threads", type=int, default=2, help="torch threads for this run")
+    p.add_argument("--stop-at", type=int, default=0,
+                   help="stop after this iteration of the --iters schedule and write the "
+                        "weights (continue later with --resume and without --stop-at)")
     p.add_argument("--eval-images", type=int, default=0,
                    help="at the end, score this many held-out photographs (0: none)")
     return p
@@ -223,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     from segtrack.models.clickseg import ClickSegConfig, ClickSegNet, save_clickseg
 
     a = build_parser().parse_args(argv)
-    if a.batch < 1 or a.iters < 1 or a.size < 64 or a.davis_step < 1 or a.max_rounds < 0:
+    if a.batch < 1 or a.iters < 1 or a.size < 64 or a.davis_step < 1 or a.max_rounds < 0 \
+            or a.stop_at < 0:
         raise InputError("--batch, --iters, --davis-step must be >= 1, --size >= 64, "
-                         "--max-rounds >= 0")
+                         "--max-rounds and --stop-at >= 0")
     if not 0.0 <= a.box_share <= 1.0:
         raise InputError(f"--box-share {a.box_share}: must be between 0 and 1")
     rng0, out, t0 = start_run(a.seed, a.out, a.threads)
@@ -243,17 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     history: list = []
     start = 0
     if a.resume:
-        st = ck.resume(rng0)
-        net.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
+        st = ck.restore(rng0, net, opt, sched)
         history, start = st["history"], int(st["step"])
     sampler = Sampler(items, cfg.size, a.box_share, cfg.box_expand)
     S, radius = cfg.size, cfg.disk_radius
     bar = tqdm(total=a.iters, initial=start, desc="clickseg", disable=a.quiet)
     log = LossLog(bar, a.quiet, history)
     net.train()
-    for step in range(start, a.iters):
+    end = min(a.iters, a.stop_at) if a.stop_at > 0 else a.iters
+    for step in range(start, end):
         rng = np.random.default_rng([a.seed, step])  # the batch depends on (seed, step) only
         smp = [sampler.sample(rng) for _ in range(a.batch)]
         x = torch.from_numpy(np.stack([s[0] for s in smp])).permute(0, 3, 1, 2).float() / 255
@@ -277,11 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         sched.step()
         log.update(step + 1, losses, rounds=rounds)
-        ck.maybe_save(step + 1, lambda: {"model": net.state_dict(), "opt": opt.state_dict(),
-                                         "sched": sched.state_dict(), "history": history}, None)
+        ck.maybe_save(step + 1, lambda: ck.training_state(net, opt, sched, history=history),
+                      None)
     bar.close()
-    ck.save(a.iters, {"model": net.state_dict(), "opt": opt.state_dict(),
-                      "sched": sched.state_dict(), "history": history})
+    ck.save(max(end, start), ck.training_state(net, opt, sched, history=history))
     net.eval()
     wpath = save_clickseg(net, out / f"{NAME}.pt")
     metrics: dict = {}
@@ -289,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         metrics = evaluate_heldout(str(wpath), a.static, a.eval_images, a.quiet)
         print(json.dumps(metrics))
     cmd = "segtrack train clickseg " + " ".join(argv if argv is not None else sys.argv[3:])
-    write_manifest(out / f"{NAME}.manifest.json", [wpath], method=NAME, command=cmd,
-                   seed=a.seed, iterations=a.iters, args=vars(a), config=cfg.__dict__,
+    write_manifest(out / f"{NAME}.manifest.json", [wpath], method=NAME,
+                   command=cmd.replace(" --resume", ""), seed=a.seed,
+                   iterations=max(end, start), schedule_iterations=a.iters, args=vars(a),
+                   config=cfg.__dict__,
                    train_minutes=round((time.time() - t0) / 60, 2), metrics=metrics,
                    final_losses=history[-1] if history else None, **desc)
     print(f"wrote {wpath}")

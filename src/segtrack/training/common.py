@@ -258,6 +258,23 @@ class Checkpointer:
             raise InputError(f"--resume: no checkpoint in '{self.out_dir}'")
         return st
 
+    @staticmethod
+    def training_state(model: torch.nn.Module, opt: Any, sched: Any, **extra: Any
+                       ) -> dict[str, Any]:
+        """The usual checkpoint dict: model, optimiser and scheduler states plus ``extra``."""
+        return {"model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), **extra}
+
+    def restore(self, rng: np.random.Generator | None, model: torch.nn.Module, opt: Any,
+                sched: Any) -> dict[str, Any]:
+        """:meth:`resume` a :meth:`training_state` checkpoint into ``model``, ``opt`` and
+        ``sched``; returns the saved dict (``step`` and the extras)."""
+        st = self.resume(rng)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        return st
+
     def load(self, rng: np.random.Generator | None = None) -> dict[str, Any] | None:
         """The saved dict (RNG states restored), or None when there is no checkpoint."""
         if not self.path.is_file():

@@ -187,15 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     ck = Checkpointer(out, a.checkpoint_every)
     start = 0
     if a.resume:
-        st = ck.resume(rng)
-        head.load_state_dict(st["head"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
+        st = ck.restore(rng, head, opt, sched)
         log, start = st["log"], int(st["step"])
 
     def state() -> dict:
-        return {"head": head.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "log": log}
+        return ck.training_state(head, opt, sched, log=log)
 
     for it in range(start, a.iters):
         if not n_static:
