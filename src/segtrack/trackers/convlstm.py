@@ -36,6 +36,9 @@ from segtrack.types import Prediction
 
 @dataclasses.dataclass
 class ConvLSTMParams(TrackerParams):
+    # the filled box measured 0.005 J&F better than the box-to-mask network on held-out fold 0
+    # (0.304 against 0.299; per-frame baseline equal): this family re-segments every frame
+    box_init: str = "box"
     weights: str = ""  # weight file ("" = the committed weights/convlstm.pt)
     mode: str = "2stage"  # "2stage" (Algorithm 1) | "1stage" (Eq. 5 centroid, fixed size)
     beta: float = 0.5  # theta smoothing of Algorithm 1 step 5 (1 = no smoothing)
