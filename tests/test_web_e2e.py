@@ -15,6 +15,7 @@ DAVIS data beside the repository and the committed click-to-segment weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -118,6 +119,30 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum()) / max(1, int((a | b).sum()))
 
 
+@contextlib.contextmanager
+def _page(url: str, shots: Path):
+    """A headless chromium page on ``url`` once the workbench is ready, and the list of page
+    errors; on failure a screenshot of what the page showed is kept with ``shots``."""
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = None
+        try:
+            page = browser.new_context(viewport={"width": 1200, "height": 760}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            yield page, errors
+        except BaseException:
+            if page is not None:  # keep what the page showed when it failed
+                page.screenshot(path=str(shots / "failure.png"))
+            _keep(shots)
+            raise
+        finally:
+            browser.close()
+
+
 def test_open_box_track_correct_export(server, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -126,137 +151,120 @@ def test_open_box_track_correct_export(server, tmp_path):
 
     proj = server["app"].state.project
     gts = server["gts"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
-        page = None
-        try:
-            ctx = browser.new_context(viewport={"width": 1200, "height": 760})
-            page = ctx.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server["url"])
-            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    with _page(server["url"], shots) as (page, errors):
 
-            # open the frame folder by path
-            page.fill("#path", str(server["clip"]))
-            page.click("#open-btn")
-            page.wait_for_selector("body[data-frame='0']", timeout=10_000)
-            assert f"{N} frames" in page.inner_text("#session-name")
-            page.screenshot(path=str(shots / "01-open.png"))
+        # open the frame folder by path
+        page.fill("#path", str(server["clip"]))
+        page.click("#open-btn")
+        page.wait_for_selector("body[data-frame='0']", timeout=10_000)
+        assert f"{N} frames" in page.inner_text("#session-name")
+        page.screenshot(path=str(shots / "01-open.png"))
 
-            # go to frame 4, new object, draw its box
-            page.click("#view")
-            for _ in range(4):
-                page.keyboard.press("ArrowRight")
-            page.wait_for_selector("body[data-frame='4']")
-            page.click("#new-object")
-            page.wait_for_selector("#objects .item[data-object='1']")
-            page.click(".tool[data-tool='box']")
-            rect = page.locator("#view").bounding_box()
-            s = rect["width"] / W
-            x = X0 + STEP * 4
-            page.mouse.move(rect["x"] + x * s, rect["y"] + Y0 * s)
-            page.mouse.down()
-            page.mouse.move(rect["x"] + (x + SIDE / 2) * s, rect["y"] + (Y0 + SIDE / 2) * s)
-            page.mouse.move(rect["x"] + (x + SIDE) * s, rect["y"] + (Y0 + SIDE) * s)
-            page.mouse.up()
-            page.wait_for_function(
-                "document.querySelector('#status').textContent.includes('box of object 1')")
-            assert "filled box" in page.inner_text("#status")
-            sid = page.evaluate("window.segtrack.session.id")
-            s0 = proj.load(sid)
-            assert s0["keyframes"]["1"]["4"]["type"] == "box"
-            assert _iou(proj.read_mask(sid, 1, 4), gts[4]) > 0.9
-            page.screenshot(path=str(shots / "02-box.png"))
+        # go to frame 4, new object, draw its box
+        page.click("#view")
+        for _ in range(4):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_selector("body[data-frame='4']")
+        page.click("#new-object")
+        page.wait_for_selector("#objects .item[data-object='1']")
+        page.click(".tool[data-tool='box']")
+        rect = page.locator("#view").bounding_box()
+        s = rect["width"] / W
+        x = X0 + STEP * 4
+        page.mouse.move(rect["x"] + x * s, rect["y"] + Y0 * s)
+        page.mouse.down()
+        page.mouse.move(rect["x"] + (x + SIDE / 2) * s, rect["y"] + (Y0 + SIDE / 2) * s)
+        page.mouse.move(rect["x"] + (x + SIDE) * s, rect["y"] + (Y0 + SIDE) * s)
+        page.mouse.up()
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('box of object 1')")
+        assert "filled box" in page.inner_text("#status")
+        sid = page.evaluate("window.segtrack.session.id")
+        s0 = proj.load(sid)
+        assert s0["keyframes"]["1"]["4"]["type"] == "box"
+        assert _iou(proj.read_mask(sid, 1, 4), gts[4]) > 0.9
+        page.screenshot(path=str(shots / "02-box.png"))
 
-            # track forward and backward with flow
-            page.select_option("#method", "flow")
-            page.click("#track-both")
-            page.wait_for_selector("body[data-jobs-finished='1']", timeout=30_000)
-            assert page.get_attribute("body", "data-last-job") == "done"
-            assert "done" in page.inner_text("#job-text")
-            page.screenshot(path=str(shots / "03-tracked.png"))
-            # the page's masks are those of the library, run forward and on reversed frames
-            assert _iou(proj.read_mask(sid, 1, 3), gts[3]) > 0.8
-            assert _iou(proj.read_mask(sid, 1, 5), gts[5]) > 0.8
-            box = proj.load(sid)["keyframes"]["1"]["4"]["box"]
-            frames = [read_image(server["clip"] / f"{t:05d}.png") for t in range(N)]
-            for seq, order in ((frames[4:], range(4, N)), (frames[4::-1], range(4, -1, -1))):
-                for res, t in zip(track_video(seq, box=box, method="flow"), order):
-                    assert np.array_equal(proj.read_mask(sid, 1, t), res.labels == 1), t
-            before = proj.read_mask(sid, 1, 14).copy()
+        # track forward and backward with flow
+        page.select_option("#method", "flow")
+        page.click("#track-both")
+        page.wait_for_selector("body[data-jobs-finished='1']", timeout=30_000)
+        assert page.get_attribute("body", "data-last-job") == "done"
+        assert "done" in page.inner_text("#job-text")
+        page.screenshot(path=str(shots / "03-tracked.png"))
+        # the page's masks are those of the library, run forward and on reversed frames
+        assert _iou(proj.read_mask(sid, 1, 3), gts[3]) > 0.8
+        assert _iou(proj.read_mask(sid, 1, 5), gts[5]) > 0.8
+        box = proj.load(sid)["keyframes"]["1"]["4"]["box"]
+        frames = [read_image(server["clip"] / f"{t:05d}.png") for t in range(N)]
+        for seq, order in ((frames[4:], range(4, N)), (frames[4::-1], range(4, -1, -1))):
+            for res, t in zip(track_video(seq, box=box, method="flow"), order):
+                assert np.array_equal(proj.read_mask(sid, 1, t), res.labels == 1), t
+        before = proj.read_mask(sid, 1, 14).copy()
 
-            # correct frame 10: erase the right half of the object, re-propagate forward
-            page.click(".tool[data-tool='view']")
-            page.eval_on_selector(  # drag the scrubber to frame 10
-                "#scrub", "e => { e.value = 10; e.dispatchEvent(new Event('input')); }")
-            page.wait_for_selector("body[data-frame='10']")
-            pre = proj.read_mask(sid, 1, 10).copy()
-            page.click(".tool[data-tool='erase']")
-            page.eval_on_selector(
-                "#brush", "e => { e.value = 30; e.dispatchEvent(new Event('input')); }")
-            x = X0 + STEP * 10
-            xr = x + SIDE * 0.75
-            page.mouse.move(rect["x"] + xr * s, rect["y"] + (Y0 - 8) * s)
-            page.mouse.down()
-            for k in range(1, 9):
-                page.mouse.move(rect["x"] + xr * s, rect["y"] + (Y0 - 8 + k * (SIDE + 16) / 8) * s)
-            page.mouse.up()
-            page.wait_for_function(
-                "document.querySelector('#status').textContent.includes('mask of object 1')")
-            corrected = proj.read_mask(sid, 1, 10)
-            assert proj.load(sid)["keyframes"]["1"]["10"]["type"] == "mask"
-            c0, c1 = int(xr - 15), int(xr + 15)  # the 30 px wide vertical stroke at xr
-            assert np.array_equal(corrected[:, : c0 - 1], pre[:, : c0 - 1])  # left part kept
-            assert pre[:, c0 + 1: c1 - 1].any() and not corrected[:, c0 + 1: c1 - 1].any()
-            assert not (corrected & ~pre).any()  # erasing adds nothing
-            early = proj.read_mask(sid, 1, 2).copy()
-            page.click("#track-fwd")
-            page.wait_for_selector("body[data-jobs-finished='2']", timeout=30_000)
-            assert page.get_attribute("body", "data-last-job") == "done"
-            page.screenshot(path=str(shots / "04-corrected.png"))
-            after = proj.read_mask(sid, 1, 14)
-            assert after.sum() < 0.8 * before.sum()  # the correction propagated forward
-            assert np.array_equal(proj.read_mask(sid, 1, 2), early)  # frames before: untouched
+        # correct frame 10: erase the right half of the object, re-propagate forward
+        page.click(".tool[data-tool='view']")
+        page.eval_on_selector(  # drag the scrubber to frame 10
+            "#scrub", "e => { e.value = 10; e.dispatchEvent(new Event('input')); }")
+        page.wait_for_selector("body[data-frame='10']")
+        pre = proj.read_mask(sid, 1, 10).copy()
+        page.click(".tool[data-tool='erase']")
+        page.eval_on_selector(
+            "#brush", "e => { e.value = 30; e.dispatchEvent(new Event('input')); }")
+        x = X0 + STEP * 10
+        xr = x + SIDE * 0.75
+        page.mouse.move(rect["x"] + xr * s, rect["y"] + (Y0 - 8) * s)
+        page.mouse.down()
+        for k in range(1, 9):
+            page.mouse.move(rect["x"] + xr * s, rect["y"] + (Y0 - 8 + k * (SIDE + 16) / 8) * s)
+        page.mouse.up()
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('mask of object 1')")
+        corrected = proj.read_mask(sid, 1, 10)
+        assert proj.load(sid)["keyframes"]["1"]["10"]["type"] == "mask"
+        c0, c1 = int(xr - 15), int(xr + 15)  # the 30 px wide vertical stroke at xr
+        assert np.array_equal(corrected[:, : c0 - 1], pre[:, : c0 - 1])  # left part kept
+        assert pre[:, c0 + 1: c1 - 1].any() and not corrected[:, c0 + 1: c1 - 1].any()
+        assert not (corrected & ~pre).any()  # erasing adds nothing
+        early = proj.read_mask(sid, 1, 2).copy()
+        page.click("#track-fwd")
+        page.wait_for_selector("body[data-jobs-finished='2']", timeout=30_000)
+        assert page.get_attribute("body", "data-last-job") == "done"
+        page.screenshot(path=str(shots / "04-corrected.png"))
+        after = proj.read_mask(sid, 1, 14)
+        assert after.sum() < 0.8 * before.sum()  # the correction propagated forward
+        assert np.array_equal(proj.read_mask(sid, 1, 2), early)  # frames before: untouched
 
-            # a second tab renames the object; the first tab shows the new name
-            page2 = ctx.new_page()
-            page2.goto(server["url"] + f"?session={sid}")
-            page2.wait_for_selector("#objects .item[data-object='1']")
-            page2.once("dialog", lambda d: d.accept("bear cub"))
-            page2.click("#objects .item[data-object='1'] .rename")
-            page2.wait_for_function(
-                "document.querySelector('#objects').textContent.includes('bear cub')")
-            page.wait_for_function(
-                "document.querySelector('#objects').textContent.includes('bear cub')",
-                timeout=8_000)
-            page2.close()
+        # a second tab renames the object; the first tab shows the new name
+        page2 = page.context.new_page()
+        page2.goto(server["url"] + f"?session={sid}")
+        page2.wait_for_selector("#objects .item[data-object='1']")
+        page2.once("dialog", lambda d: d.accept("bear cub"))
+        page2.click("#objects .item[data-object='1'] .rename")
+        page2.wait_for_function(
+            "document.querySelector('#objects').textContent.includes('bear cub')")
+        page.wait_for_function(
+            "document.querySelector('#objects').textContent.includes('bear cub')",
+            timeout=8_000)
+        page2.close()
 
-            # export everything
-            page.click("#export-btn")
-            page.wait_for_function("(document.body.dataset.exported || '').includes('coco')",
-                                   timeout=30_000)
-            page.screenshot(path=str(shots / "05-exported.png"))
+        # export everything
+        page.click("#export-btn")
+        page.wait_for_function("(document.body.dataset.exported || '').includes('coco')",
+                               timeout=30_000)
+        page.screenshot(path=str(shots / "05-exported.png"))
 
-            # upload three frames from disk through the file picker: a new session opens
-            files = [str(server["clip"] / f"{t:05d}.png") for t in range(3)]
-            page.set_input_files("#upload-files", files)
-            page.click("#upload-btn")
-            page.wait_for_function(
-                "document.querySelector('#session-name').textContent.includes('3 frames')")
-            up_sid = page.evaluate("window.segtrack.session.id")
-            assert up_sid != sid
-            assert sorted(p.name for p in Path(proj.load(up_sid)["source"]).iterdir()) == [
-                "00000.png", "00001.png", "00002.png"]
-            assert not errors, errors
-        except BaseException:
-            if page is not None:  # keep what the page showed when it failed
-                page.screenshot(path=str(shots / "failure.png"))
-            _keep(shots)
-            raise
-        finally:
-            browser.close()
+        # upload three frames from disk through the file picker: a new session opens
+        files = [str(server["clip"] / f"{t:05d}.png") for t in range(3)]
+        page.set_input_files("#upload-files", files)
+        page.click("#upload-btn")
+        page.wait_for_function(
+            "document.querySelector('#session-name').textContent.includes('3 frames')")
+        up_sid = page.evaluate("window.segtrack.session.id")
+        assert up_sid != sid
+        assert sorted(p.name for p in Path(proj.load(up_sid)["source"]).iterdir()) == [
+            "00000.png", "00001.png", "00002.png"]
+        assert not errors, errors
 
     out = proj.session_dir(sid) / "export"
     from segtrack.io import read_label_png
@@ -323,101 +331,85 @@ def test_click_to_segment(bear_server, tmp_path):
     shots.mkdir()
     proj = bear_server["app"].state.project
     gts = bear_server["gts"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
-        page = None
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 760})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(bear_server["url"])
-            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
-            page.fill("#path", str(bear_server["clip"]))
-            page.click("#open-btn")
-            page.wait_for_selector("body[data-frame='0']", timeout=10_000)
-            sid = page.evaluate("window.segtrack.session.id")
-            page.click(".tool[data-tool='click']")
-            rect = page.locator("#view").bounding_box()
-            s = rect["width"] / BW
+    with _page(bear_server["url"], shots) as (page, errors):
+        page.fill("#path", str(bear_server["clip"]))
+        page.click("#open-btn")
+        page.wait_for_selector("body[data-frame='0']", timeout=10_000)
+        sid = page.evaluate("window.segtrack.session.id")
+        page.click(".tool[data-tool='click']")
+        rect = page.locator("#view").bounding_box()
+        s = rect["width"] / BW
 
-            def at(x: float, y: float) -> tuple[float, float]:
-                return rect["x"] + (x + 0.5) * s, rect["y"] + (y + 0.5) * s
+        def at(x: float, y: float) -> tuple[float, float]:
+            return rect["x"] + (x + 0.5) * s, rect["y"] + (y + 0.5) * s
 
-            # one click at the bear's centre: a new object and its mask, shown at once
-            cx, cy = _centre(gts[0])
-            page.mouse.click(*at(cx, cy))
-            page.wait_for_selector("body[data-segments='1']", timeout=60_000)
-            page.wait_for_selector("#objects .item.selected[data-object='1']")
-            m = proj.read_mask(sid, 1, 0)
-            assert m is not None and m.any()
-            assert _iou(m, gts[0]) > MIN_IOU
-            assert proj.load(sid)["keyframes"]["1"]["0"]["type"] == "mask"
-            page.wait_for_function(f"({LABEL_AREA})() === {int(m.sum())}", timeout=10_000)
-            assert page.get_attribute("body", "data-clicks") == "1"
-            r, g, b, _ = page.evaluate(PIXEL, [cx, cy])
-            assert g > 150 and r < 120 and b < 150  # a green dot where the click was
-            page.screenshot(path=str(shots / "10-click.png"))
+        # one click at the bear's centre: a new object and its mask, shown at once
+        cx, cy = _centre(gts[0])
+        page.mouse.click(*at(cx, cy))
+        page.wait_for_selector("body[data-segments='1']", timeout=60_000)
+        page.wait_for_selector("#objects .item.selected[data-object='1']")
+        m = proj.read_mask(sid, 1, 0)
+        assert m is not None and m.any()
+        assert _iou(m, gts[0]) > MIN_IOU
+        assert proj.load(sid)["keyframes"]["1"]["0"]["type"] == "mask"
+        page.wait_for_function(f"({LABEL_AREA})() === {int(m.sum())}", timeout=10_000)
+        assert page.get_attribute("body", "data-clicks") == "1"
+        r, g, b, _ = page.evaluate(PIXEL, [cx, cy])
+        assert g > 150 and r < 120 and b < 150  # a green dot where the click was
+        page.screenshot(path=str(shots / "10-click.png"))
 
-            # right click on the background: a negative click; Shift+click: another one
-            neg = (700.0, 100.0)
-            assert not gts[0][int(neg[1]), int(neg[0])]
-            page.mouse.click(*at(*neg), button="right")
-            page.wait_for_selector("body[data-segments='2']", timeout=30_000)
-            assert page.get_attribute("body", "data-clicks") == "2"
-            r, g, b, _ = page.evaluate(PIXEL, list(neg))
-            assert r > 150 and g < 120  # a red dot
-            page.keyboard.down("Shift")
-            page.mouse.click(*at(60.0, 440.0))
-            page.keyboard.up("Shift")
-            page.wait_for_selector("body[data-segments='3']", timeout=30_000)
-            clicks = page.evaluate("window.segtrack.clicks[`${window.segtrack.session.id}/1/0`]")
-            assert clicks["labels"] == [1, 0, 0] and len(clicks["points"]) == 3
-            m = proj.read_mask(sid, 1, 0)
-            assert m.any() and not m[100, 700] and not m[440, 60]
-            assert _iou(m, gts[0]) > MIN_IOU
-            page.wait_for_function(f"({LABEL_AREA})() === {int(m.sum())}", timeout=10_000)
-            page.screenshot(path=str(shots / "11-negative.png"))
-            page.keyboard.press("Escape")
-            page.wait_for_selector("body[data-clicks='0']")
-            assert page.is_disabled("#clear-clicks")
+        # right click on the background: a negative click; Shift+click: another one
+        neg = (700.0, 100.0)
+        assert not gts[0][int(neg[1]), int(neg[0])]
+        page.mouse.click(*at(*neg), button="right")
+        page.wait_for_selector("body[data-segments='2']", timeout=30_000)
+        assert page.get_attribute("body", "data-clicks") == "2"
+        r, g, b, _ = page.evaluate(PIXEL, list(neg))
+        assert r > 150 and g < 120  # a red dot
+        page.keyboard.down("Shift")
+        page.mouse.click(*at(60.0, 440.0))
+        page.keyboard.up("Shift")
+        page.wait_for_selector("body[data-segments='3']", timeout=30_000)
+        clicks = page.evaluate("window.segtrack.clicks[`${window.segtrack.session.id}/1/0`]")
+        assert clicks["labels"] == [1, 0, 0] and len(clicks["points"]) == 3
+        m = proj.read_mask(sid, 1, 0)
+        assert m.any() and not m[100, 700] and not m[440, 60]
+        assert _iou(m, gts[0]) > MIN_IOU
+        page.wait_for_function(f"({LABEL_AREA})() === {int(m.sum())}", timeout=10_000)
+        page.screenshot(path=str(shots / "11-negative.png"))
+        page.keyboard.press("Escape")
+        page.wait_for_selector("body[data-clicks='0']")
+        assert page.is_disabled("#clear-clicks")
 
-            # the box tool on frame 1: the box's mask is shown at once, kept as a box keyframe
-            page.keyboard.press("ArrowRight")
-            page.wait_for_selector("body[data-frame='1']")
-            page.click(".tool[data-tool='box']")
-            ys, xs = np.nonzero(gts[1])
-            x0, y0, x1, y1 = xs.min() - 4, ys.min() - 4, xs.max() + 5, ys.max() + 5
-            page.mouse.move(*at(x0, y0))
-            page.mouse.down()
-            page.mouse.move(*at((x0 + x1) / 2, (y0 + y1) / 2))
-            page.mouse.move(*at(x1, y1))
-            page.mouse.up()
-            page.wait_for_function(
-                "document.querySelector('#status').textContent.includes('box of object 1')")
-            page.wait_for_selector("body[data-segments='4']", timeout=30_000)
-            kf = proj.load(sid)["keyframes"]["1"]["1"]
-            assert kf["type"] == "box" and abs(kf["box"][0] - x0) < 2
-            mb = proj.read_mask(sid, 1, 1)
-            assert mb.sum() < 0.95 * kf["box"][2] * kf["box"][3]  # not the filled box
-            assert _iou(mb, gts[1]) > MIN_IOU
-            page.wait_for_function(f"({LABEL_AREA})() === {int(mb.sum())}", timeout=10_000)
-            page.screenshot(path=str(shots / "12-box-preview.png"))
+        # the box tool on frame 1: the box's mask is shown at once, kept as a box keyframe
+        page.keyboard.press("ArrowRight")
+        page.wait_for_selector("body[data-frame='1']")
+        page.click(".tool[data-tool='box']")
+        ys, xs = np.nonzero(gts[1])
+        x0, y0, x1, y1 = xs.min() - 4, ys.min() - 4, xs.max() + 5, ys.max() + 5
+        page.mouse.move(*at(x0, y0))
+        page.mouse.down()
+        page.mouse.move(*at((x0 + x1) / 2, (y0 + y1) / 2))
+        page.mouse.move(*at(x1, y1))
+        page.mouse.up()
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('box of object 1')")
+        page.wait_for_selector("body[data-segments='4']", timeout=30_000)
+        kf = proj.load(sid)["keyframes"]["1"]["1"]
+        assert kf["type"] == "box" and abs(kf["box"][0] - x0) < 2
+        mb = proj.read_mask(sid, 1, 1)
+        assert mb.sum() < 0.95 * kf["box"][2] * kf["box"][3]  # not the filled box
+        assert _iou(mb, gts[1]) > MIN_IOU
+        page.wait_for_function(f"({LABEL_AREA})() === {int(mb.sum())}", timeout=10_000)
+        page.screenshot(path=str(shots / "12-box-preview.png"))
 
-            # clicks on a frame with a mask correct it; the Clear button forgets them
-            page.click(".tool[data-tool='click']")
-            page.mouse.click(*at(*_centre(gts[1])))
-            page.wait_for_selector("body[data-segments='5']", timeout=30_000)
-            assert "corrected" in page.inner_text("#status")
-            assert proj.load(sid)["keyframes"]["1"]["1"]["type"] == "mask"
-            page.click("#clear-clicks")
-            page.wait_for_selector("body[data-clicks='0']")
-            assert not errors, errors
-        except BaseException:
-            if page is not None:
-                page.screenshot(path=str(shots / "failure.png"))
-            _keep(shots)
-            raise
-        finally:
-            browser.close()
+        # clicks on a frame with a mask correct it; the Clear button forgets them
+        page.click(".tool[data-tool='click']")
+        page.mouse.click(*at(*_centre(gts[1])))
+        page.wait_for_selector("body[data-segments='5']", timeout=30_000)
+        assert "corrected" in page.inner_text("#status")
+        assert proj.load(sid)["keyframes"]["1"]["1"]["type"] == "mask"
+        page.click("#clear-clicks")
+        page.wait_for_selector("body[data-clicks='0']")
+        assert not errors, errors
     _keep(shots)
