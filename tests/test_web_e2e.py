@@ -152,7 +152,6 @@ def test_open_box_track_correct_export(server, tmp_path):
     proj = server["app"].state.project
     gts = server["gts"]
     with _page(server["url"], shots) as (page, errors):
-
         # open the frame folder by path
         page.fill("#path", str(server["clip"]))
         page.click("#open-btn")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from segtrack.errors import InputError
 from segtrack.interactive.clicker import iou, next_click
 
 __all__ = ["heldout_photos", "grabcut_box", "filled_box", "box_of", "noc_curve",
@@ -185,8 +186,6 @@ def load_samples(static_dirs: Sequence[str], davis: str | None, sequences: Seque
         seqs = {s.name: s for s in load_davis(davis)}
         missing = [n for n in sequences if n not in seqs]
         if missing:
-            from segtrack.errors import InputError
-
             raise InputError(f"--sequences: {', '.join(missing)} not in '{davis}'")
         out["davis"] = []
         for n in sequences or sorted(seqs):
@@ -206,8 +205,6 @@ def run_benchmark(static_dirs: Sequence[str], davis: str | None, sequences: Sequ
                   rts_weights: str = "") -> dict:
     """Box -> mask mIoU of each method and, for ``clickseg``, NoC@85/90, on each sample set.
     ``rts`` is RTS's own box-to-mask network (``rts_weights``: its heads file)."""
-    from segtrack.errors import InputError
-
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"--methods: unknown {', '.join(unknown)} (use {', '.join(METHODS)})")

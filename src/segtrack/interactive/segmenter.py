@@ -102,6 +102,8 @@ class Segmenter:
         self.params.check_edges()
         if not 0.0 < self.params.threshold < 1.0:
             raise InputError(f"parameter 'threshold': {self.params.threshold} must be in (0, 1)")
+        import torch
+
         from segtrack.models.clickseg import ClickSegGraph, load_clickseg
         from segtrack.models.shared import shared
         from segtrack.runtime import frozen, resolve_runtime
@@ -112,8 +114,6 @@ class Segmenter:
                           lambda: load_clickseg(path, device))
         self.size = S = int(self.net.cfg.size)
         rt = resolve_runtime(self.params.runtime, device)
-        import torch
-
         self.graph = shared(
             ("clickseg-graph", str(path.resolve()), device, rt),
             lambda: frozen(ClickSegGraph(self.net).eval(), f"clickseg-{S}",
