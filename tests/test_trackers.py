@@ -53,7 +53,7 @@ def test_param_overrides_convert_types_and_reject_unknown():
     assert p.scale == 0.25 and p.fb_check is False and p.preset == "fast"
     with pytest.raises(InputError, match="unknown parameter 'bogus'"):
         apply_overrides(FlowParams(), {"bogus": "1"})
-    with pytest.raises(InputError, match="parameter 'scale'"):
+    with pytest.raises(InputError, match="--param scale=abc: expected a number"):
         apply_overrides(FlowParams(), {"scale": "abc"})
     with pytest.raises(InputError, match="key=value"):
         parse_param_args(["scale"])

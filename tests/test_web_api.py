@@ -119,7 +119,7 @@ def test_reopening_restores_everything(env):
     s = c2.get(f"/api/sessions/{sid}").json()
     assert s["objects"][str(oid)] == {"id": oid, "name": "cube", "hidden": True}
     assert s["keyframes"][str(oid)]["2"] == {"type": "box", "box": [16.0, 15.0, 20.0, 20.0]}
-    assert s["method"] == "flow"  # the job ran flow and remembered it
+    assert s["method"] == "flow"  # the job ran flow and remembered it (the default is "auto")
     assert s["coverage"][str(oid)] == list(range(2, N))
     m = np.array(Image.open(io.BytesIO(c2.get(f"/api/sessions/{sid}/masks/{oid}/2.png").content)))
     assert np.array_equal(m, before)  # the box's mask, as it was before reopening
@@ -165,11 +165,13 @@ def test_paths_outside_the_project_are_refused(env, tmp_path):
     assert c.post("/api/sessions", json={"path": str(env["clip"]) + "/../../secret"}
                   ).status_code == 403
     os.symlink(outside, env["tmp"] / "proj" / "link")  # a symlink inside pointing outside
-    assert c.post("/api/sessions", json={"path": "link"}).status_code == 403
+    assert c.post("/api/sessions", json={"path": str(env["tmp"] / "proj" / "link")}
+                  ).status_code == 403
     assert c.get("/api/browse", params={"path": "/"}).status_code == 403
     r = c.get("/api/browse", params={"path": str(env["tmp"] / "data")})
     assert [(e["name"], e["kind"]) for e in r.json()["entries"]] == [("clip", "frames")]
     assert r.json()["parent"] is None  # the allowed folder's parent is not browsable
+    _box_object(env)
     c.post(f"/api/sessions/{sid}/export", json={"formats": ["boxes"]})
     assert c.get(f"/api/sessions/{sid}/export/boxes.json").status_code == 200
     assert c.get(f"/api/sessions/{sid}/export/..%2Fsession.json").status_code == 403
@@ -532,3 +534,235 @@ def test_cli_serve_arguments():
     assert (args.source, args.port, args.host, args.allow) == ("clip", 8123, "127.0.0.1",
                                                                ["/data"])
     assert args.func.__name__ == "cmd_serve"
+
+
+# -- opening: relative paths, the server's start video, folders that are not videos ------------
+def test_relative_paths_are_taken_from_the_folder_the_server_started_in(env, monkeypatch):
+    c = env["client"]
+    monkeypatch.chdir(env["tmp"] / "data")
+    app = create_app(env["tmp"] / "proj2", allow=[env["tmp"] / "data"])
+    c2 = TestClient(app)
+    r = c2.post("/api/sessions", json={"path": "clip"})
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == str(env["clip"]) and r.json()["method"] == "auto"
+    assert c.get("/api/sessions").status_code == 200
+
+
+def test_serve_checks_its_video_first_and_opens_it_on_the_plain_url(env, monkeypatch):
+    import uvicorn
+
+    from segtrack.errors import InputError
+    from segtrack.web.app import serve
+
+    monkeypatch.chdir(env["tmp"] / "data")
+    with pytest.raises(InputError, match="'camel.mp4' does not exist"):
+        serve("camel.mp4", project=str(env["tmp"] / "fresh"))
+    assert not (env["tmp"] / "fresh").exists()  # a failed start creates no project folder
+    (env["tmp"] / "data" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="neither a frame folder nor a video"):
+        serve("notes.txt", project=str(env["tmp"] / "fresh"))
+    assert not (env["tmp"] / "fresh").exists()
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    assert serve("clip", project=str(env["tmp"] / "fresh")) == 0  # relative to this folder
+    info = TestClient(apps[0]).get("/api/info").json()
+    s = TestClient(apps[0]).get(f"/api/sessions/{info['start_session']}").json()
+    assert s["source"] == str(env["clip"])
+    assert TestClient(apps[0]).get("/favicon.ico").status_code == 200
+
+
+def test_a_folder_of_unrelated_images_is_refused_when_opened(env):
+    c, d = env["client"], env["tmp"] / "data" / "photos"
+    d.mkdir()
+    (d / "a.png").write_bytes(_png_bytes(np.zeros((H, W, 3), np.uint8)))
+    (d / "b.png").write_bytes(_png_bytes(np.zeros((H + 4, W, 3), np.uint8)))
+    r = c.post("/api/sessions", json={"path": str(d)})
+    assert r.status_code == 400
+    assert "differ in size" in r.json()["detail"] and "'b.png' is 80x64" in r.json()["detail"]
+    assert len(c.get("/api/sessions").json()) == 1  # no session was made
+
+
+# -- sessions: rename and delete -----------------------------------------------------------------
+def test_sessions_can_be_renamed_and_deleted(env):
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    assert c.patch(f"/api/sessions/{sid}", json={"name": " my clip "}).json()["name"] == "my clip"
+    _box_object(env)
+    up = c.post("/api/uploads").json()["id"]
+    for t, img in enumerate(_frames()[:2]):
+        c.put(f"/api/uploads/{up}/files/u{t}.png", content=_png_bytes(img))
+    other = c.post(f"/api/uploads/{up}/open").json()["id"]
+    assert c.delete(f"/api/sessions/{sid}").json() == {"deleted": sid}
+    assert c.get(f"/api/sessions/{sid}").status_code == 404
+    assert [s["id"] for s in c.get("/api/sessions").json()] == [other]
+    assert env["clip"].is_dir() and len(os.listdir(env["clip"])) == N  # the user's frames stay
+    assert c.delete(f"/api/sessions/{other}").status_code == 200
+    assert not (proj.root / "uploads" / up).exists()  # its upload goes with it
+    assert c.delete(f"/api/sessions/{other}").status_code == 404
+
+
+# -- importing masks ------------------------------------------------------------------------------
+def test_import_png_masks_and_coco_rle(env):
+    from segtrack.io import davis_palette
+    from segtrack.io.coco_rle import encode
+
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    url = f"/api/sessions/{sid}/import"
+    lab = np.zeros((H, W), np.uint8)
+    lab[5:20, 5:25] = 1
+    lab[30:50, 40:70] = 3
+    pal = Image.fromarray(lab, mode="P")
+    pal.putpalette(davis_palette().tobytes())
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG")
+    b64 = base64.b64encode(buf.getvalue()).decode()
+    r = c.post(url, json={"index": 2, "png": b64, "name": "00002.png"})
+    assert r.status_code == 200, r.text
+    assert [o["object"] for o in r.json()["objects"]] == [1, 3]  # palette ids are object ids
+    assert np.array_equal(proj.read_mask(sid, 3, 2), lab == 3)
+    s = c.get(f"/api/sessions/{sid}").json()
+    assert sorted(s["objects"]) == ["1", "3"] and s["keyframes"]["3"]["2"]["type"] == "mask"
+    # a 0/255 mask: a new object, or the chosen one
+    binary = ((lab == 1) * 255).astype(np.uint8)
+    r = c.post(url, json={"index": 4, "png": "data:image/png;base64,"
+                          + base64.b64encode(_png_bytes(binary)).decode()})
+    assert [o["object"] for o in r.json()["objects"]] == [4]
+    r = c.post(url, json={"index": 5, "oid": 3, "png": base64.b64encode(
+        _png_bytes(binary)).decode()})
+    assert r.json()["objects"] == [{"object": 3, "frame": 5, "area": int((lab == 1).sum())}]
+    # COCO RLE, one or several (with their track ids)
+    rle = encode(lab == 3)
+    r = c.post(url, json={"index": 6, "oid": 1, "rle": rle})
+    assert np.array_equal(proj.read_mask(sid, 1, 6), lab == 3)
+    r = c.post(url, json={"index": 7, "rle": [{"segmentation": encode(lab == 1), "track_id": 9},
+                                              {"segmentation": rle, "track_id": 3}]})
+    assert [o["object"] for o in r.json()["objects"]] == [3, 9]
+    r = c.post(url, json={"index": 8, "oid": 4, "png": b64})  # several objects: by their ids
+    assert [o["object"] for o in r.json()["objects"]] == [1, 3]
+    # bad input: one line each
+    bad = [({"index": 2}, "exactly one"),
+           ({"index": 2, "png": "???"}, "not base64"),
+           ({"index": 2, "png": base64.b64encode(b"not a png").decode()}, "not a readable"),
+           ({"index": 2, "png": base64.b64encode(_png_bytes(np.zeros((4, 4), np.uint8))
+                                                 ).decode()}, "but the frame is 80x60"),
+           ({"index": 2, "png": base64.b64encode(_png_bytes(np.zeros((H, W), np.uint8))
+                                                 ).decode()}, "empty"),
+           ({"index": 2, "rle": {"size": [3, 3], "counts": "x"}}, "not a valid COCO RLE"),
+           ({"index": 2, "rle": encode(np.ones((4, 4), bool))}, "but the frame is 80x60")]
+    for body, msg in bad:
+        r = c.post(url, json=body)
+        assert r.status_code == 400 and msg in r.json()["detail"], (body, r.text)
+        assert "\n" not in r.json()["detail"]
+    assert c.post(url, json={"index": N, "png": b64}).status_code == 404
+
+
+# -- undo and redo ---------------------------------------------------------------------------------
+def test_undo_and_redo_of_boxes_strokes_and_imports(env):
+    c, sid, proj = env["client"], env["sid"], env["proj"]
+    assert c.post(f"/api/sessions/{sid}/undo").status_code == 409  # nothing yet
+    oid = _box_object(env, frame=1)
+    box_mask = proj.read_mask(sid, oid, 1)
+    stroke = np.zeros((H, W), np.uint8)
+    stroke[40:55, 5:30] = 255
+    r = c.put(f"/api/sessions/{sid}/annotations/{oid}/1",
+              json={"mask_png": base64.b64encode(_png_bytes(stroke)).decode()})
+    assert r.status_code == 200
+    r = c.post(f"/api/sessions/{sid}/undo").json()
+    assert r["what"] == "paint" and r["frames"] == [1] and r["can_undo"] and r["can_redo"]
+    assert np.array_equal(proj.read_mask(sid, oid, 1), box_mask)
+    assert c.get(f"/api/sessions/{sid}").json()["keyframes"][str(oid)]["1"]["type"] == "box"
+    r = c.post(f"/api/sessions/{sid}/redo").json()
+    assert r["what"] == "paint" and not r["can_redo"]
+    assert np.array_equal(proj.read_mask(sid, oid, 1), stroke > 0)
+    c.post(f"/api/sessions/{sid}/undo")
+    c.post(f"/api/sessions/{sid}/undo")  # the box too: the frame has no mask again
+    assert proj.read_mask(sid, oid, 1) is None
+    assert str(1) not in c.get(f"/api/sessions/{sid}").json()["keyframes"][str(oid)]
+    c.post(f"/api/sessions/{sid}/redo")  # the box is back; a new edit clears the redo stack
+    c.put(f"/api/sessions/{sid}/annotations/{oid}/3", json={"box": [1, 1, 9, 9]})
+    assert c.post(f"/api/sessions/{sid}/redo").status_code == 409
+    assert np.array_equal(proj.read_mask(sid, oid, 1), box_mask)
+
+
+# -- tracking: the method chosen for the init, scores, the loading message -----------------------
+def test_auto_method_scores_and_loading_message(env, monkeypatch):
+    import segtrack.trackers.registry as registry
+
+    c, sid = env["client"], env["sid"]
+    oid = _box_object(env, frame=0)
+    asked = []
+    monkeypatch.setattr(registry, "best_method",
+                        lambda init: asked.append(init) or "flow")
+    real = registry.load_tracker
+
+    def slow_load(*a, **k):  # model loading that takes a moment
+        time.sleep(0.4)
+        return real(*a, **k)
+
+    monkeypatch.setattr(registry, "load_tracker", slow_load)
+    job = c.post(f"/api/sessions/{sid}/track",
+                 json={"frame": 0, "objects": [oid], "direction": "forward"}).json()
+    assert job["method"] == "flow" and asked == ["box"]  # "auto": the best for a box
+    states = []
+    with c.stream("GET", f"/api/jobs/{job['id']}/events") as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                st = json.loads(line[6:])
+                states.append((st["state"], st["message"]))
+    assert any(st == "loading" and "loading flow" in msg for st, msg in states)
+    assert states[-1][0] == "done"
+    scores = c.get(f"/api/sessions/{sid}/scores").json()
+    assert sorted(map(int, scores[str(oid)])) == list(range(1, N))
+    assert all(0.0 <= v <= 1.0 for v in scores[str(oid)].values())
+    c.put(f"/api/sessions/{sid}/annotations/{oid}/4", json={"box": [20, 15, 20, 20]})
+    assert "4" not in c.get(f"/api/sessions/{sid}/scores").json()[str(oid)]  # now a keyframe
+    boxes_scores = []
+    c.post(f"/api/sessions/{sid}/export", json={"formats": ["boxes"]})
+    for f in json.loads(c.get(f"/api/sessions/{sid}/export/boxes.json").content)["frames"]:
+        boxes_scores.append(f["objects"][str(oid)]["score"])
+    assert boxes_scores[0] == 1.0 and boxes_scores[1] == scores[str(oid)]["1"]
+
+
+# -- exports: zip, nothing to export ---------------------------------------------------------------
+def test_export_zip_download_and_empty_export(env):
+    import zipfile
+
+    c, sid = env["client"], env["sid"]
+    r = c.post(f"/api/sessions/{sid}/export", json={"formats": ["davis", "boxes"]})
+    assert r.status_code == 400 and "nothing to export" in r.json()["detail"]
+    assert c.get(f"/api/sessions/{sid}/export.zip").status_code == 404
+    _box_object(env)
+    c.post(f"/api/sessions/{sid}/export", json={"formats": ["davis", "boxes", "overlay"]})
+    c.post(f"/api/sessions/{sid}/export", json={"formats": ["boxes", "coco"]})
+    r = c.get(f"/api/sessions/{sid}/export.zip")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert "clip-segtrack.zip" in r.headers["content-disposition"]
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    assert sorted(names) == ["clip/boxes.json", "clip/coco_rle.json"]  # the last export only
+    c.post(f"/api/sessions/{sid}/export", json={"formats": ["davis", "overlay"]})
+    z = zipfile.ZipFile(io.BytesIO(c.get(f"/api/sessions/{sid}/export.zip").content))
+    assert len([n for n in z.namelist() if n.startswith("clip/davis/")]) == N
+    assert "clip/overlay.mp4" in z.namelist()
+    import av
+
+    with av.open(io.BytesIO(z.read("clip/overlay.mp4"))) as v:  # plays in browsers
+        assert v.streams.video[0].codec_context.name == "h264"
+
+
+def test_upload_errors_speak_of_files_not_server_folders(env):
+    c, proj = env["client"], env["proj"]
+    up = c.post("/api/uploads").json()["id"]
+    r = c.put(f"/api/uploads/{up}/files/a.jpg", content=b"\xff\xd8\xff" + bytes(300_000))
+    assert r.status_code == 413 and "195 KB" in r.json()["detail"]  # 200,000 bytes
+    assert c.delete(f"/api/uploads/{up}").status_code == 200  # what the page does then
+    assert not (proj.root / "uploads" / up).exists()  # no empty folder left behind
+    old = c.post("/api/uploads").json()["id"]  # an abandoned upload is swept after an hour
+    os.utime(proj.root / "uploads" / old, (time.time() - 7200,) * 2)
+    c.post("/api/uploads")
+    assert not (proj.root / "uploads" / old).exists()
+    up = c.post("/api/uploads").json()["id"]
+    c.put(f"/api/uploads/{up}/files/a.png", content=_png_bytes(_frames()[0]))
+    c.put(f"/api/uploads/{up}/files/b.png", content=_png_bytes(np.zeros((9, 9, 3), np.uint8)))
+    r = c.post(f"/api/uploads/{up}/open")
+    assert r.status_code == 400 and "differ in size" in r.json()["detail"]
+    assert str(proj.root) not in r.json()["detail"], r.json()["detail"]
+    assert not (proj.root / "uploads" / up).exists()

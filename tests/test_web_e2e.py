@@ -412,3 +412,207 @@ def test_click_to_segment(bear_server, tmp_path):
         page.wait_for_selector("body[data-clicks='0']")
         assert not errors, errors
     _keep(shots)
+
+
+# -- the annotation tools, and what a user meets first ------------------------------------------
+@pytest.fixture
+def started(tmp_path):
+    """``segtrack serve CLIP``: the server started on a video; the page is opened bare."""
+    from segtrack.web.app import create_app
+    from segtrack.web.project import Project
+
+    gts = _write_clip(tmp_path / "data" / "clip")
+    proj = Project(tmp_path / "proj", allow=[tmp_path / "data"])
+    sid = proj.create_session(tmp_path / "data" / "clip")["id"]
+    app = create_app(proj, segment_weights=str(tmp_path / "no-clickseg.pt"), start_session=sid)
+    with _serving(app) as url:
+        yield {"url": url, "app": app, "gts": gts, "clip": tmp_path / "data" / "clip",
+               "sid": sid, "proj": proj, "tmp": tmp_path}
+
+
+def _to_page(page, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of image pixel (x, y) of the view (zoomed or not)."""
+    r = page.locator("#view").bounding_box()
+    return r["x"] + x * r["width"] / W, r["y"] + y * r["height"] / H
+
+
+def _drag(page, p0, p1, steps: int = 3) -> None:
+    page.mouse.move(*_to_page(page, *p0))
+    page.mouse.down()
+    for k in range(1, steps + 1):
+        page.mouse.move(*_to_page(page, p0[0] + (p1[0] - p0[0]) * k / steps,
+                                  p0[1] + (p1[1] - p0[1]) * k / steps))
+    page.mouse.up()
+
+
+def test_annotation_tools(started, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    proj, sid, gts = started["proj"], started["sid"], started["gts"]
+    with _page(started["url"], shots) as (page, errors):  # the plain URL, no ?session=
+        page.wait_for_selector("body[data-frame='0']", timeout=10_000)
+        assert page.evaluate("window.segtrack.session.id") == sid
+        assert f"{N} frames" in page.inner_text("#session-name")
+        # frames are counted from 1, as in the header
+        assert page.input_value("#frame-input") == "1"
+        assert page.inner_text("#frame-label").startswith(f"of {N}")
+        # the method selector defaults to the best method for the init and says what each is
+        assert page.input_value("#method") == "auto"
+        options = page.eval_on_selector_all("#method option", "os => os.map(o => o.textContent)")
+        assert options[0].startswith("auto") and len(options) > 5
+        assert any(o.startswith("rts") and "J&F" in o and "flow" in o for o in options), options
+        assert "from a box" in page.inner_text("#method-info")
+
+        # a quick box at once on a session without objects: the box is not lost
+        page.click(".tool[data-tool='box']")
+        x = X0
+        _drag(page, (x, Y0), (x + SIDE, Y0 + SIDE), steps=1)
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('box of object 1')")
+        assert proj.load(sid)["keyframes"]["1"]["0"]["type"] == "box"
+        assert _iou(proj.read_mask(sid, 1, 0), gts[0]) > 0.9
+        box_mask = proj.read_mask(sid, 1, 0).copy()
+
+        # a brush stroke, undone and redone (buttons and keys)
+        page.click(".tool[data-tool='paint']")
+        page.eval_on_selector("#brush",
+                              "e => { e.value = 10; e.dispatchEvent(new Event('input')); }")
+        _drag(page, (120, 90), (180, 90), steps=6)
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('mask of object 1')")
+        painted = proj.read_mask(sid, 1, 0).copy()
+        assert painted[90, 150] and not box_mask[90, 150]
+        page.wait_for_selector("#undo:not([disabled])")
+        page.click("#undo")
+        page.wait_for_selector("body[data-undos='1']")
+        assert np.array_equal(proj.read_mask(sid, 1, 0), box_mask)
+        assert "undid the paint" in page.inner_text("#status")
+        page.click("#view", position={"x": 5, "y": 5}, button="middle")  # focus the page
+        page.keyboard.press("Control+Shift+Z")
+        page.wait_for_selector("body[data-undos='2']")
+        assert np.array_equal(proj.read_mask(sid, 1, 0), painted)
+        page.keyboard.press("Control+z")
+        page.wait_for_selector("body[data-undos='3']")
+        assert np.array_equal(proj.read_mask(sid, 1, 0), box_mask)
+        page.screenshot(path=str(shots / "10-undo.png"))
+
+        # import a mask PNG (DAVIS palette: object 2) on frame 6 through the file picker
+        page.click(".tool[data-tool='view']")
+        page.fill("#frame-input", "7")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("body[data-frame='6']")
+        from PIL import Image
+
+        from segtrack.io import davis_palette
+
+        lab = np.zeros((H, W), np.uint8)
+        lab[10:40, 140:190] = 2
+        img = Image.fromarray(lab, mode="P")
+        img.putpalette(davis_palette().tobytes())
+        png = tmp_path / "00006.png"
+        img.save(png)
+        page.set_input_files("#import-file", str(png))
+        page.wait_for_selector("body[data-imports='1']")
+        assert "imported '00006.png' on frame 7" in page.inner_text("#status")
+        assert np.array_equal(proj.read_mask(sid, 2, 6), lab == 2)
+        page.wait_for_selector("#objects .item[data-object='2']")
+
+        # keys: object by number, next/previous keyframe, outline view, zoom, play/pause
+        page.keyboard.press("1")
+        page.wait_for_function("window.segtrack.selected === 1")
+        page.keyboard.press(",")  # object 1's keyframe on frame 0
+        page.wait_for_selector("body[data-frame='0']")
+        page.keyboard.press("2")
+        page.keyboard.press(".")  # object 2's keyframe on frame 6
+        page.wait_for_selector("body[data-frame='6']")
+        inside = (165, 25)  # inside object 2's imported mask, away from its edge
+        tinted = page.evaluate(PIXEL, list(inside))
+        page.keyboard.press("o")
+        page.wait_for_function("window.segtrack.outline === true")
+        plain = page.evaluate(PIXEL, list(inside))
+        frame = np.array(Image.open(started["clip"] / "00006.png").convert("RGB"))
+        assert np.abs(np.array(plain[:3]) - frame[inside[1], inside[0]]).max() <= 2
+        assert np.abs(np.array(tinted[:3]) - frame[inside[1], inside[0]]).max() > 10
+        edge = page.evaluate(PIXEL, [140, 25])  # the outline in object 2's colour
+        assert tuple(edge[:3]) == tuple(int(v) for v in davis_palette()[2])
+        page.keyboard.press("o")
+        page.mouse.move(*_to_page(page, 100, 60))
+        page.mouse.wheel(0, -300)
+        page.wait_for_function("parseFloat(document.body.dataset.zoom) > 1.2")
+        page.screenshot(path=str(shots / "11-zoomed.png"))
+        page.keyboard.press("0")
+        page.wait_for_function("document.body.dataset.zoom === '1.00'")
+        page.keyboard.press(" ")
+        page.wait_for_selector("body[data-playing='1']")
+        page.wait_for_function("+document.body.dataset.frame >= 9", timeout=10_000)
+        page.keyboard.press(" ")
+        page.wait_for_selector("body[data-playing='0']")
+        # the keyboard help
+        page.keyboard.press("?")
+        assert page.is_visible("#help") and "undo" in page.inner_text("#help")
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#help")
+        assert not errors, errors
+    _keep(shots)
+
+
+def test_cancel_export_playback_zip_and_delete(started, tmp_path, monkeypatch):
+    import zipfile
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    proj, sid = started["proj"], started["sid"]
+    oid = proj.add_object(sid, "square")["id"]
+    proj.set_keyframe(sid, oid, 5, started["gts"][5], box=[X0 + 5 * STEP, Y0, SIDE, SIDE])
+    real = proj.read_frame
+
+    def slow(s, i):  # a slow decoder, so that the job can be cancelled half-way
+        time.sleep(0.25)
+        return real(s, i)
+
+    monkeypatch.setattr(proj, "read_frame", slow)
+    with _page(started["url"] + f"?session={sid}", shots) as (page, errors):
+        page.wait_for_selector("body[data-frame='0']", timeout=10_000)
+        page.fill("#frame-input", "6")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("body[data-frame='5']")
+        page.select_option("#method", "flow")
+        page.click("#track-both")
+        page.wait_for_function("+document.body.dataset.frame >= 8", timeout=20_000)
+        page.click("#cancel")
+        page.wait_for_selector("body[data-jobs-finished='1']", timeout=20_000)
+        assert page.get_attribute("body", "data-last-job") == "cancelled"
+        # the view goes back to where the job started, and says where it stopped
+        page.wait_for_selector("body[data-frame='5']")
+        status = page.inner_text("#status")
+        assert "cancelled at frame" in status and "back on frame 6" in status, status
+        monkeypatch.setattr(proj, "read_frame", real)
+
+        # export: the overlay plays in the page, everything downloads as one zip
+        page.click("#export-btn")
+        page.wait_for_function("(document.body.dataset.exported || '').includes('overlay')",
+                               timeout=30_000)
+        page.wait_for_selector("body[data-overlay='canplay']", timeout=10_000)
+        t = page.evaluate("""async () => { const v = document.querySelector('#overlay-video');
+            await v.play(); await new Promise(r => setTimeout(r, 600)); return v.currentTime; }""")
+        assert t > 0.1, t
+        page.screenshot(path=str(shots / "12-overlay.png"))
+        with page.expect_download() as dl:
+            page.click("#zip-link")
+        z = zipfile.ZipFile(dl.value.path())
+        names = z.namelist()
+        assert "clip/boxes.json" in names and "clip/overlay.mp4" in names
+        assert len([n for n in names if n.startswith("clip/davis/")]) == N
+
+        # delete the session from the list
+        page.click("#sessions-box summary")
+        page.once("dialog", lambda d: d.accept())
+        page.click(f"#sessions .item[data-session='{sid}'] .del")
+        page.wait_for_function("document.body.dataset.session === ''")
+        page.wait_for_function(
+            f"!document.querySelector(\"#sessions .item[data-session='{sid}']\")")
+        assert not (proj.root / "sessions" / sid).exists()
+        assert started["clip"].is_dir() and len(list(started["clip"].iterdir())) == N
+        assert page.is_visible("#empty")
+        assert not errors, errors
+    _keep(shots)

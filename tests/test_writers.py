@@ -23,6 +23,7 @@ from segtrack.io import (
     read_mask_input,
     write_label_png,
 )
+from segtrack.io.writers import draw_predictions
 from segtrack.types import Prediction
 
 
@@ -233,14 +234,14 @@ def test_boxes_writer_nan_and_abort(tmp_path):
 
 
 def test_overlay_writer_video(tmp_path):
-    h, w = 48, 64
+    h, w = 96, 128
     path = tmp_path / "overlay.mp4"
     m = np.zeros((h, w), bool)
-    m[10:30, 20:40] = True
-    rb = [[20, 10], [40, 10], [40, 30], [20, 30]]
+    m[20:80, 40:100] = True
+    rb = [[40, 20], [100, 20], [100, 80], [40, 80]]
     with OverlayWriter(path, 10.0, (h, w)) as ow:
         for _ in range(7):
-            ow.write(np.full((h, w, 3), 200, np.uint8), {1: _pred(m, (20, 10, 20, 20), rb)})
+            ow.write(np.full((h, w, 3), 200, np.uint8), {1: _pred(m, (40, 20, 60, 60), rb)})
         assert not path.exists()
     assert ow.path == path and path.exists()
     assert os.listdir(tmp_path) == ["overlay.mp4"]
@@ -257,10 +258,10 @@ def test_overlay_writer_video(tmp_path):
     assert n == 7
     assert first.shape == (h, w, 3)
     # inside the mask (away from the outlines) the tint is 0.5*200 + 0.5*(128,0,0) = (164,100,100)
-    rgb = first[20, 30, ::-1].astype(int)
+    rgb = first[65, 70, ::-1].astype(int)  # below the id tag
     assert abs(rgb[0] - 164) < 20 and abs(rgb[1] - 100) < 20 and abs(rgb[2] - 100) < 20
     # outside untouched grey
-    assert np.all(np.abs(first[45, 2].astype(int) - 200) < 15)
+    assert np.all(np.abs(first[90, 4].astype(int) - 200) < 15)
 
 
 def test_overlay_writer_abort_removes_temp(tmp_path):
@@ -278,7 +279,61 @@ def test_overlay_writer_abort_removes_temp(tmp_path):
         OverlayWriter(video, 5, (16, 16), protected=[video])
 
 
-def test_overlay_writer_falls_back_to_mjpg(tmp_path, monkeypatch):
+def _codec_name(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return c.streams.video[0].codec_context.name, c.streams.video[0].frames
+
+
+def test_overlay_writer_plays_in_browsers(tmp_path):
+    """H.264 in MP4 (default, also without a suffix) and VP9 in WebM; odd sizes are padded."""
+    pytest.importorskip("av")
+    h, w = 31, 45
+    for name, codec in (("a.mp4", "h264"), ("b", "h264"), ("c.webm", "vp9")):
+        with OverlayWriter(tmp_path / name, 12.0, (h, w), names={1: "dog"}) as ow:
+            for _ in range(5):
+                ow.write(np.full((h, w, 3), 90, np.uint8), {})
+        assert not ow.fell_back
+        got, frames = _codec_name(ow.path)
+        assert got == codec, (name, got)
+        cap = cv2.VideoCapture(str(ow.path))
+        ok, f = cap.read()
+        cap.release()
+        assert ok and f.shape == (h + 1, w + 1, 3)
+    assert (tmp_path / "b.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "c.webm"]
+
+
+def test_overlay_labels_show_id_and_name():
+    m = np.zeros((240, 320), bool)
+    m[100:200, 100:200] = True
+    img = np.zeros((240, 320, 3), np.uint8)
+    rb = [[100, 100], [200, 100], [200, 200], [100, 200]]
+    plain = draw_predictions(img, {1: _pred(m, (100, 100, 100, 100), rb)})
+    named = draw_predictions(img, {1: _pred(m, (100, 100, 100, 100), rb)}, names={1: "dog"})
+    # the label sits above the box: white text there; the name makes it wider
+    above_plain = plain[70:100, 100:320].max(axis=2) > 200
+    above_named = named[70:100, 100:320].max(axis=2) > 200
+    assert above_plain.any() and above_named.sum() > above_plain.sum()
+    cols = np.flatnonzero(above_named.any(axis=0))
+    assert cols.max() - cols.min() > 25
+
+
+def test_overlay_writer_falls_back_without_pyav(tmp_path, monkeypatch):
+    import segtrack.io.writers as writers
+
+    def no_pyav(*a, **k):
+        raise ImportError("no av")
+
+    monkeypatch.setattr(writers._PyAVVideo, "__init__", no_pyav)
+    with pytest.warns(RuntimeWarning, match="do not play"):
+        ow = OverlayWriter(tmp_path / "v.mp4", 5, (16, 24))
+    with ow:
+        for _ in range(3):
+            ow.write(np.zeros((16, 24, 3), np.uint8), {})
+    assert ow.fell_back and ow.codec == "mp4v" and ow.path == tmp_path / "v.mp4"
+
     real = cv2.VideoWriter
 
     def fake_writer(path, fourcc, fps, size):
@@ -287,13 +342,13 @@ def test_overlay_writer_falls_back_to_mjpg(tmp_path, monkeypatch):
         return real(path, fourcc, fps, size)
 
     monkeypatch.setattr(cv2, "VideoWriter", fake_writer)
-    with pytest.warns(RuntimeWarning, match="Motion-JPEG"):
-        ow = OverlayWriter(tmp_path / "v.mp4", 5, (16, 24))
+    with pytest.warns(RuntimeWarning, match="MJPG"):
+        ow = OverlayWriter(tmp_path / "w.mp4", 5, (16, 24))
     with ow:
         for _ in range(3):
             ow.write(np.zeros((16, 24, 3), np.uint8), {})
-    assert ow.fell_back and ow.path == tmp_path / "v.avi"
-    assert os.listdir(tmp_path) == ["v.avi"]
+    assert ow.fell_back and ow.path == tmp_path / "w.avi"
+    assert sorted(os.listdir(tmp_path)) == ["v.mp4", "w.avi"]
     cap = cv2.VideoCapture(str(ow.path))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 24

@@ -1,4 +1,4 @@
-"""The ``segtrack`` command line: track, segment, eval, bench, demo, methods, train.
+"""The segtrack command line: track, segment, eval, bench, demo, methods, train, serve, ...
 
 Errors in the user's input end the program with one line ``segtrack: error: ...`` and exit code 2;
 they never show a traceback.
@@ -10,6 +10,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     seconds = 0.0
     ok = False
     bar = tqdm(total=total, desc=f"track {args.method}", unit="frame", disable=args.quiet)
+    wall0 = time.perf_counter()
     try:
         masks = MaskWriter(out, protected=protected)
         boxes = BoxesWriter(out / "boxes.json", protected=protected)
@@ -185,13 +187,20 @@ def cmd_track(args: argparse.Namespace) -> int:
                 ov.abort()
             if not out_existed and out.is_dir():
                 shutil.rmtree(out, ignore_errors=True)
+    wall = time.perf_counter() - wall0
+    from segtrack.api import init_record, speed_report
+
+    init = init_record(args.frame, mask=args.mask, box=box, points=pts, labels=labs,
+                       objects=objects)
     meta = {"source": str(args.source), "frames": n, "track_seconds": seconds,
-            "fps": n / max(seconds, 1e-9), "init_frame": args.frame,
+            "fps": n / max(seconds, 1e-9), "wall_seconds": wall,
+            "wall_fps": n / max(wall, 1e-9), "init_frame": args.frame, "init": init,
             "params": tracker.params_dict()}
     _write_json(out / "run.json", meta, protected)
     ov_path = ov.path if ov is not None else None
     print(f"wrote {n} masks and boxes.json to {out}/"
           + (f", overlay video to {ov_path}" if ov_path else ""))
+    print(speed_report(n, seconds, wall))
     return 0
 
 
@@ -301,24 +310,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_methods(args: argparse.Namespace) -> int:
-    from segtrack.trackers.registry import available_methods, tracker_class
+def methods_table() -> list[str]:
+    """The lines ``segtrack methods`` prints: one aligned row per method, then what the columns
+    mean and which method to start from."""
+    from segtrack.trackers.registry import best_method, method_catalogue
 
-    for name in available_methods():
-        cls = tracker_class(name)
-        doc = (cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__) or ""
-        print(f"{name:14s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+    header = ("METHOD", "STARTS FROM", "LEARNS THE OBJECT", "SPEED", "HELD-OUT QUALITY")
+    entries = method_catalogue()
+    rows = [(e["name"], ", ".join(e["inits"]), e["learns"], e["speed"], e["quality"])
+            for e in entries]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    indent = " " * (widths[0] + 2)
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    lines = [line(header)]
+    for row, e in zip(rows, entries):
+        lines += [line(row), indent + e["summary"]]
+    lines += [
+        "",
+        "Speed: tracked frames per second against flow on the same CPU (flow: about 60 at 480p "
+        "on 2 cores).",
+        "Quality: J&F (1.0 = perfect) on DAVIS-2016 train videos the method did not train on: "
+        "the mean",
+        "of three held-out folds where measured, else fold 0 alone (which runs higher than "
+        "three folds).",
+        "A box or clicks are turned into the first mask, except by siammask and siammask-2b, "
+        "which track the box.",
+        f"Most accurate from a mask: {best_method('mask')}; from a box: {best_method('box')} "
+        "(docs/methods.md, BENCHMARKS.md).",
+    ]
+    return lines
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    print("\n".join(methods_table()))
     return 0
+
+
+#: methods trained by another method's trainer
+_TRAINED_BY = {
+    "siammask-2b": "segtrack train siammask --variant 2b",
+    "convlstm-1stage": "segtrack train convlstm (it trains convlstm-1stage too)",
+    "perframe": "segtrack train convlstm (it trains perframe too)",
+}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from segtrack.trackers.registry import tracker_class
     from segtrack.training import TRAINERS, run_training
 
-    if args.method.strip().lower() not in TRAINERS:  # e.g. clickseg is not a tracker
-        cls = tracker_class(args.method)
-        if not getattr(cls, "learns", False):
-            raise InputError(f"method '{args.method}' has no learned weights: nothing to train")
+    trainable = ", ".join(sorted(TRAINERS))
+    if not args.method:
+        raise InputError(f"say which method to train: {trainable} (segtrack train --help)")
+    key = args.method.strip().lower()
+    if key in _TRAINED_BY:
+        raise InputError(f"method '{args.method}' is trained by {_TRAINED_BY[key]}")
+    if key not in TRAINERS:  # e.g. clickseg is not a tracker
+        try:
+            learns = getattr(tracker_class(args.method), "learns", False)
+        except InputError:
+            raise InputError(f"unknown method '{args.method}'; trainable: {trainable}") from None
+        if not learns:
+            raise InputError(f"method '{args.method}' has no learned weights: nothing to train; "
+                             f"trainable: {trainable}")
 
     return int(run_training(args.method, list(args.rest or [])) or 0)
 
@@ -398,89 +454,124 @@ def cmd_bench_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segtrack", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version="segtrack 0.1.0")
-    sub = p.add_subparsers(dest="command", required=True)
+_METHOD_HELP = "tracking method (default: flow; segtrack methods lists them)"
+_DEVICE_HELP = "cpu (default) or cuda: where the learned methods run"
+_PARAM_HELP = "a method parameter, e.g. --param scale=0.5 (repeatable)"
+_QUIET_HELP = "no progress bars"
 
-    t = sub.add_parser("track", help="track objects through a video, image folder or webcam")
+
+def _train_description() -> str:
+    from segtrack.training import TRAINERS
+
+    return ("Train the learned weights of a method. Trainable: " + ", ".join(sorted(TRAINERS))
+            + " (clickseg is the network that turns a box or clicks into a first mask; "
+            "evs trains its refiner; onavos starts from the osvos weights; siammask-2b is "
+            "siammask --variant 2b; convlstm also trains convlstm-1stage and perframe). "
+            "segtrack train METHOD --help lists a method's options.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segtrack",
+        description="Track objects through videos by segmentation: a mask, a rotated box and an "
+                    "axis-aligned box per object and frame.")
+    p.add_argument("--version", action="version", version="segtrack 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="segtrack COMMAND --help shows its options")
+
+    def command(name: str, text: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=kw.pop("description", text[0].upper()
+                                                                  + text[1:] + "."), **kw)
+
+    t = command("track", "track objects through a video, image folder or webcam")
     t.add_argument("source", help="video file, folder of frames, or webcam index")
     t.add_argument("--mask", help="PNG mask of the object(s) on --frame; value k = object k")
     t.add_argument("--box", help="X,Y,W,H box of the object on --frame")
     t.add_argument("--point", action="append", metavar="X,Y[,L]",
                    help="a click on the object (L=1, default) or on the background (L=0) on "
                         "--frame; repeatable, with or without --box")
-    t.add_argument("--frame", type=int, default=0, help="index of the frame the mask/box is on")
-    t.add_argument("--method", default="flow", help="tracking method (see `segtrack methods`)")
-    t.add_argument("--out", help="output folder for masks and boxes.json")
+    t.add_argument("--frame", type=int, default=0,
+                   help="index of the frame the mask, box or clicks are on (default: 0)")
+    t.add_argument("--method", default="flow", help=_METHOD_HELP)
+    t.add_argument("--out", help="output folder for masks, boxes.json and run.json (default: "
+                                 "SOURCE_segtrack)")
     t.add_argument("--overlay", help="write an overlay video to this .mp4 file")
-    t.add_argument("--device", default="cpu", help="cpu or cuda")
-    t.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--device", default="cpu", help=_DEVICE_HELP)
+    t.add_argument("--param", action="append", metavar="KEY=VALUE", help=_PARAM_HELP)
+    t.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     t.add_argument("--evs", metavar="D,S,W,R",
-                   help="EVS: run --method every S-th frame at downscale D, warp (W) and refine "
-                        "(R) in between")
+                   help="run --method only on every S-th frame at downscale D, carry the masks "
+                        "between with optical flow (W=1) and refine them (R=1)")
     t.set_defaults(func=cmd_track)
 
-    e = sub.add_parser("eval", help="score saved results against a benchmark's ground truth")
-    e.add_argument("--dataset", choices=["davis", "ope", "vot"], required=True)
+    e = command("eval", "score saved results against a benchmark's ground truth")
+    e.add_argument("--dataset", choices=["davis", "ope", "vot"], required=True,
+                   help="layout and measures of the benchmark")
     e.add_argument("--root", required=True, help="dataset root folder")
     e.add_argument("--results", required=True, help="results folder")
-    e.add_argument("--sequences", help="comma-separated sequence names")
+    e.add_argument("--sequences", help="comma-separated sequence names (default: all)")
     e.add_argument("--json", help="write the scores to this JSON file")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     e.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="track and score a method on a benchmark")
-    b.add_argument("--dataset", choices=["davis"], default="davis")
+    b = command("bench", "track and score a method on a benchmark")
+    b.add_argument("--dataset", choices=["davis"], default="davis",
+                   help="benchmark layout (default: davis)")
     b.add_argument("--root", required=True, help="dataset root folder")
-    b.add_argument("--method", default="flow")
-    b.add_argument("--init", choices=["mask", "box"], default="mask")
-    b.add_argument("--sequences", help="comma-separated sequence names")
+    b.add_argument("--method", default="flow", help=_METHOD_HELP)
+    b.add_argument("--init", choices=["mask", "box"], default="mask",
+                   help="start each object from its first ground-truth mask (default) or from "
+                        "that mask's box")
+    b.add_argument("--sequences", help="comma-separated sequence names (default: all)")
     b.add_argument("--json", help="write the scores to this JSON file")
     b.add_argument("--out", help="also write the result masks here")
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--param", action="append", metavar="KEY=VALUE")
-    b.add_argument("--quiet", action="store_true")
-    b.add_argument("--evs", metavar="D,S,W,R", help="wrap --method in EVS")
+    b.add_argument("--device", default="cpu", help=_DEVICE_HELP)
+    b.add_argument("--param", action="append", metavar="KEY=VALUE", help=_PARAM_HELP)
+    b.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+    b.add_argument("--evs", metavar="D,S,W,R",
+                   help="run --method on keyframes only, as segtrack track --evs")
     b.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="ray: one task per sequence in parallel")
+                   help="local: one sequence after the other (default); ray: one task per "
+                        "sequence in parallel")
     b.add_argument("--workers", type=int, help="CPUs of the local Ray instance")
     b.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     b.add_argument("--profile", action="store_true",
                    help="also report the time of each stage (decode, backbone, heads, ...)")
     b.set_defaults(func=cmd_bench)
 
-    bt = sub.add_parser("batch", help="track every video of a CSV/JSONL manifest")
+    bt = command("batch", "track every video of a CSV/JSONL manifest")
     bt.add_argument("manifest", help="CSV or JSONL: video, mask/box, frame, method, params, name")
     bt.add_argument("--out", required=True, help="output folder (one sub-folder per video)")
     bt.add_argument("--engine", choices=["local", "ray"], default="local",
-                    help="local: sequential loop; ray: one Ray task per video")
+                    help="local: one video after the other (default); ray: one Ray task per "
+                         "video")
     bt.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     bt.add_argument("--workers", type=int, help="CPUs of the local Ray instance")
-    bt.add_argument("--retries", type=int, default=2, help="retries of a failed/killed task")
-    bt.add_argument("--device", default="cpu")
+    bt.add_argument("--retries", type=int, default=2,
+                    help="retries of a failed or killed task (default: 2)")
+    bt.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     bt.add_argument("--rle", action="store_true", help="also write masks.rle.json (COCO RLE)")
     bt.add_argument("--json", help="write the summary to this JSON file")
-    bt.add_argument("--quiet", action="store_true")
+    bt.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     bt.set_defaults(func=cmd_batch)
 
-    tx = sub.add_parser("trax", help="serve a method over the TraX protocol (VOT toolkit)")
-    tx.add_argument("--method", default="flow")
-    tx.add_argument("--param", action="append", metavar="KEY=VALUE")
-    tx.add_argument("--device", default="cpu")
+    tx = command("trax", "serve a method over the TraX protocol (VOT toolkit)")
+    tx.add_argument("--method", default="flow", help=_METHOD_HELP)
+    tx.add_argument("--param", action="append", metavar="KEY=VALUE", help=_PARAM_HELP)
+    tx.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     tx.add_argument("--region", choices=["auto", "rectangle", "polygon", "mask"], default="auto",
                     help="region type reported to the client (auto: as the object was given)")
     tx.add_argument("--log", help="append a log of the session to this file")
     tx.set_defaults(func=cmd_trax)
 
-    d = sub.add_parser("demo", help="track the embedded demo clip and write an overlay video")
-    d.add_argument("--out", default="segtrack-demo", help="output folder")
-    d.add_argument("--method", default="flow")
-    d.add_argument("--quiet", action="store_true")
+    d = command("demo", "track the embedded demo clip and write an overlay video")
+    d.add_argument("--out", default="segtrack-demo",
+                   help="output folder (default: segtrack-demo)")
+    d.add_argument("--method", default="flow", help=_METHOD_HELP)
+    d.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     d.set_defaults(func=cmd_demo)
 
-    sg = sub.add_parser("segment", help="cut an object out of an image from a box or clicks")
+    sg = command("segment", "cut an object out of an image from a box or clicks")
     sg.add_argument("image", help="image file")
     sg.add_argument("--box", help="X,Y,W,H box around the object")
     sg.add_argument("--point", action="append", metavar="X,Y[,L]",
@@ -488,13 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "repeatable")
     sg.add_argument("--mask", help="the current mask to correct with the clicks (PNG)")
     sg.add_argument("--out", required=True, help="output mask (.png, 0/255)")
-    sg.add_argument("--device", default="cpu")
+    sg.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     sg.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="segmentation option (weights, zoom_in, threshold, edges, ...)")
     sg.set_defaults(func=cmd_segment)
 
-    bs = sub.add_parser("bench-segment",
-                        help="score box- and click-to-mask segmentation (IoU, clicks needed)")
+    bs = command("bench-segment",
+                 "score box- and click-to-mask segmentation (IoU, clicks needed)")
     bs.add_argument("--static", action="append", metavar="DIR",
                     help="photograph sets; their held-out part is scored (repeatable)")
     bs.add_argument("--davis", metavar="ROOT", help="also score the first frames of a DAVIS set")
@@ -506,36 +597,38 @@ def build_parser() -> argparse.ArgumentParser:
                          "(its own box-to-mask network); default: the first three")
     bs.add_argument("--rts-weights", help="weights of the rts method (default: its own)")
     bs.add_argument("--limit", type=int, default=0, help="score at most this many photographs")
-    bs.add_argument("--max-clicks", type=int, default=20)
+    bs.add_argument("--max-clicks", type=int, default=20,
+                    help="most clicks per image when counting the clicks needed (default: 20)")
     bs.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="segmentation option (weights, ...)")
-    bs.add_argument("--device", default="cpu")
+    bs.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     bs.add_argument("--json", help="write the scores to this JSON file")
-    bs.add_argument("--quiet", action="store_true")
+    bs.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     bs.set_defaults(func=cmd_bench_segment)
 
-    m = sub.add_parser("methods", help="list the tracking methods")
+    m = command("methods", "list the tracking methods: what each starts from, learns, costs "
+                           "and scores")
     m.set_defaults(func=cmd_methods)
 
-    tr = sub.add_parser(
-        "train",
-        help="train a method's weights (`segtrack train METHOD --help` for its options)",
-        add_help=False,
-    )
-    tr.add_argument("method")
-    tr.add_argument("rest", nargs=argparse.REMAINDER, help="the method's training options")
+    tr = command("train", "train a method's weights (segtrack train METHOD --help for its "
+                          "options)", description=_train_description())
+    tr.add_argument("method", nargs="?", help="the method to train")
+    tr.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
+                    help="the method's training options")
     tr.set_defaults(func=cmd_train)
 
-    sv = sub.add_parser("serve", help="browser workbench: annotate, track and export")
+    sv = command("serve", "browser workbench: annotate, track and export")
     sv.add_argument("source", nargs="?", help="video file or frame folder to open")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default: 127.0.0.1, this computer only)")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     sv.add_argument("--project", default="segtrack-project",
                     help="project folder holding the sessions (created if missing)")
     sv.add_argument("--allow", action="append", metavar="DIR",
                     help="also let the page open videos and frames under DIR")
-    sv.add_argument("--max-upload-mb", type=float, default=512.0, help="upload size limit")
-    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--max-upload-mb", type=float, default=512.0,
+                    help="upload size limit in MB (default: 512)")
+    sv.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     sv.add_argument("--segment-weights", metavar="FILE",
                     help="weights of the click tool (default: the committed ones)")
     sv.set_defaults(func=cmd_serve)

@@ -169,8 +169,13 @@ def run_task(
                     os._exit(17)  # simulated worker death, partial output left behind
         if rle_writer is not None:
             rle_writer.close()
+        from segtrack.api import init_record
+
+        init = init_record(task.frame, mask=task.mask, box=task.box, objects=objects)
+        if task.rle is not None:
+            init["mask"] = "the manifest's inline COCO RLE mask"
         run = {"source": task.video, "frames": n, "track_seconds": track_seconds,
-               "fps": n / max(track_seconds, 1e-9), "init_frame": task.frame,
+               "fps": n / max(track_seconds, 1e-9), "init_frame": task.frame, "init": init,
                "method": task.method, "params": tracker.params_dict()}
         atomic_write_bytes(stage / "run.json",
                            (json.dumps(run, indent=2, default=str) + "\n").encode())

@@ -98,7 +98,7 @@ class Segmenter:
 
     def __init__(self, params: SegmentParams | None = None, device: str = "cpu",
                  **overrides: Any) -> None:
-        self.params = apply_overrides(params or SegmentParams(), overrides)
+        self.params = apply_overrides(params or SegmentParams(), overrides, what="the segmenter")
         self.params.check_edges()
         if not 0.0 < self.params.threshold < 1.0:
             raise InputError(f"parameter 'threshold': {self.params.threshold} must be in (0, 1)")

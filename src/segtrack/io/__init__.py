@@ -7,6 +7,7 @@ from segtrack.io.palette import (
     colors_to_labels,
     davis_palette,
     read_label_png,
+    read_mask_bytes,
     read_mask_input,
     write_label_png,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "open_source",
     "read_image",
     "read_label_png",
+    "read_mask_bytes",
     "read_mask_input",
     "write_label_png",
 ]

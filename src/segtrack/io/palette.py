@@ -162,7 +162,25 @@ def read_mask_input(
     ``frame_size`` is ``(height, width)`` of the video frames.
     """
     p = Path(path)
-    img = _open_png(p, what="mask")
+    return masks_from_image(_open_png(p, what="mask"), str(p), frame_size)
+
+
+def read_mask_bytes(data: bytes, frame_size: tuple[int, int], name: str = "mask"
+                    ) -> dict[int, np.ndarray]:
+    """:func:`read_mask_input` on an image file's bytes (an upload); ``name`` names it in errors."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InputError(f"mask '{name}' is not a readable PNG or image file") from None
+    return masks_from_image(img, name, frame_size)
+
+
+def masks_from_image(img: Image.Image, name: str, frame_size: tuple[int, int]
+                     ) -> dict[int, np.ndarray]:
+    """``{object id: bool mask}`` of an opened mask image, by the rules of
+    :func:`read_mask_input`; ``name`` names the image in errors."""
+    p = name
     mode = img.mode
     if mode in ("P", "PA"):
         labels = np.array(img.getchannel(0) if mode == "PA" else img, dtype=np.uint8)
@@ -179,7 +197,7 @@ def read_mask_input(
                 gray = None
                 labels = colors_to_labels(rgb, what=f"mask '{p}'")
         else:
-            gray = _image_values(img, p, "mask")
+            gray = _image_values(img, Path(p), "mask")
             labels = None
         if labels is None:
             if gray.size and int(gray.max()) >= 128:  # a 0/255 (possibly noisy) binary mask

@@ -2,17 +2,25 @@
 
 Frames are decoded one at a time (a video is never loaded whole into memory) and returned as
 :class:`segtrack.types.Frame` with RGB images. Tracking by segmentation runs online over a
-video stream, frame after frame (seed 000 "Tracking by Segmentation"; seed 004 SiamMask,
-online tracking), so sources are plain iterables that can be re-iterated (each iteration
-re-opens the input) and can start at any frame.
+video stream, frame after frame, so sources are plain iterables that can be re-iterated (each
+iteration re-opens the input) and can start at any frame.
+
+A broken file or a missing camera is reported once, by segtrack's own error naming the input:
+OpenCV's and FFmpeg's log lines are silenced while sources are opened and read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+# FFmpeg (inside OpenCV) prints demuxer errors such as "moov atom not found" to stderr itself;
+# OpenCV reads this level when it first opens a video, so it must be set before that (-8: quiet).
+# Only a default: a user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import numpy as np
 
@@ -33,6 +41,31 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 _DIGITS = re.compile(r"(\d+)")
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (``[ WARN:0@0.1] ... VIDEOIO(V4L2...)``, PNG decoder
+    errors) for the duration; the previous level comes back after."""
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is not None and hasattr(log, "setLogLevel"):
+        previous = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            log.setLogLevel(previous)
+    elif hasattr(cv2, "setLogLevel"):  # older OpenCV
+        previous = cv2.getLogLevel()
+        cv2.setLogLevel(0)
+        try:
+            yield
+        finally:
+            cv2.setLogLevel(previous)
+    else:  # pragma: no cover - every supported OpenCV has one of the two
+        yield
 
 
 def natural_key(name: str) -> tuple:
@@ -78,7 +111,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"image '{p}' is a folder, expected an image file") from None
     except OSError as exc:
         raise InputError(f"cannot read image '{p}': {exc.strerror or exc}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with quiet_opencv():
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise InputError(f"cannot decode image '{p}'")
     if img.dtype != np.uint8:  # defensive: IMREAD_COLOR already converts to 8 bits
@@ -187,24 +221,28 @@ class FrameSource:
     def _iter_video(self) -> Iterator[Frame]:
         import cv2
 
-        cap = cv2.VideoCapture(self._video)
+        with quiet_opencv():
+            cap = cv2.VideoCapture(self._video)
         try:
             if not cap.isOpened():
                 raise InputError(f"cannot decode video '{self.description}'")
             index = 0
             if self.start > 0:
-                seeked = cap.set(cv2.CAP_PROP_POS_FRAMES, self.start)
+                with quiet_opencv():
+                    seeked = cap.set(cv2.CAP_PROP_POS_FRAMES, self.start)
                 if seeked and int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == self.start:
                     index = self.start
                 else:  # seeking unsupported: decode and drop
                     cap.release()
-                    cap = cv2.VideoCapture(self._video)
-                    while index < self.start and cap.grab():
-                        index += 1
+                    with quiet_opencv():
+                        cap = cv2.VideoCapture(self._video)
+                        while index < self.start and cap.grab():
+                            index += 1
                     if index < self.start:
                         return
             while True:
-                ok, bgr = cap.read()
+                with quiet_opencv():
+                    ok, bgr = cap.read()
                 if not ok or bgr is None:
                     break
                 yield Frame(index, f"{index:05d}", _to_rgb(bgr))
@@ -217,13 +255,16 @@ class FrameSource:
 
         cap, self._pending_cap = self._pending_cap, None
         if cap is None:
-            cap = cv2.VideoCapture(self._webcam)
+            with quiet_opencv():
+                cap = cv2.VideoCapture(self._webcam)
         try:
             if not cap.isOpened():
-                raise InputError(f"cannot open webcam {self._webcam}")
+                raise InputError(f"cannot open webcam {self._webcam}: no camera with that index, "
+                                 "or it is busy")
             index = 0
             while True:
-                ok, bgr = cap.read()
+                with quiet_opencv():
+                    ok, bgr = cap.read()
                 if not ok or bgr is None:
                     break
                 if index >= self.start:
@@ -264,11 +305,13 @@ def _check_start(start: int, total: int | None, what: str) -> int:
 def _open_video(path: Path, start: int) -> FrameSource:
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with quiet_opencv():
+        cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             raise InputError(f"cannot decode video '{path}'")
-        ok, bgr = cap.read()
+        with quiet_opencv():
+            ok, bgr = cap.read()
         if not ok or bgr is None:
             raise InputError(f"cannot decode video '{path}'")
         count = int(round(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
@@ -292,10 +335,11 @@ def _open_webcam(index: int, start: int) -> FrameSource:
     import cv2
 
     start = _check_start(start, None, f"webcam {index}")
-    cap = cv2.VideoCapture(index)
+    with quiet_opencv():
+        cap = cv2.VideoCapture(index)
     if not cap.isOpened():
         cap.release()
-        raise InputError(f"cannot open webcam {index}")
+        raise InputError(f"cannot open webcam {index}: no camera with that index, or it is busy")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
     h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)

@@ -5,8 +5,8 @@ with :func:`os.replace` once complete, so an interrupted run never leaves a half
 and never clobbers a previous complete one. :func:`guard_output` refuses output paths that
 would overwrite the user's inputs. The per-frame mask PNGs follow the DAVIS result format
 (seed 002, "datasets"; the ``davis2017-evaluation`` toolkit reads ``<frame>.png`` per
-sequence); the overlay draws the three output representations of SiamMask (seed 004: mask,
-axis-aligned box, rotated box).
+sequence); the overlay (H.264 MP4 by default, so that browsers play it) draws the three output
+representations of SiamMask (seed 004: mask, axis-aligned box, rotated box).
 """
 
 from __future__ import annotations
@@ -176,9 +176,16 @@ def _finite_box(box: Any) -> tuple[float, float, float, float] | None:
 
 
 def draw_predictions(
-    image_rgb: np.ndarray, predictions: dict[int, Prediction], alpha: float = 0.5
+    image_rgb: np.ndarray,
+    predictions: dict[int, Prediction],
+    alpha: float = 0.5,
+    names: dict[int, str] | None = None,
 ) -> np.ndarray:
-    """RGB copy of ``image_rgb`` with tinted masks, axis boxes, rotated boxes and object ids."""
+    """RGB copy of ``image_rgb`` with tinted masks, axis boxes, rotated boxes and labels.
+
+    Each object's label (its id, and its name from ``names``) is white on a dark tag in the
+    object's colour, sized to the frame (readable at 480p and above).
+    """
     import cv2
 
     from segtrack.io.palette import davis_palette
@@ -216,11 +223,29 @@ def draw_predictions(
             pts = np.round((rb - 0.5) * 16).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(out, [pts], True, (255, 255, 255), thickness, cv2.LINE_AA, shift=4)
         if box is not None and not pred.empty:
-            org = (max(0, round(box[0])), max(12, round(box[1]) - 3))
-            cv2.putText(
-                out, str(oid), org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA
-            )
+            name = (names or {}).get(int(oid))
+            _draw_label(out, f"{oid} {name}" if name else str(oid), box, color)
     return out
+
+
+def _draw_label(out: np.ndarray, text: str, box: tuple[float, ...], color: tuple) -> None:
+    """A white label on a tag of the object's colour (darkened), above the box when it fits."""
+    import cv2
+
+    h, w = out.shape[:2]
+    scale = max(0.45, min(h, w) / 800)
+    thick = max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, round(th * 0.3))
+    x0 = int(min(max(0, round(box[0])), max(0, w - tw - 2 * pad)))
+    y1 = round(box[1])
+    if y1 - th - base - 2 * pad < 0:  # no room above: inside the box's top edge
+        y1 = min(h, round(box[1]) + th + base + 2 * pad)
+    y0 = max(0, y1 - th - base - 2 * pad)
+    tag = tuple(int(c * 0.55) for c in color)
+    cv2.rectangle(out, (x0, y0), (min(w - 1, x0 + tw + 2 * pad), max(y0, y1 - 1)), tag, -1)
+    cv2.putText(out, text, (x0 + pad, y1 - pad - base), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), thick, cv2.LINE_AA)
 
 
 class _CloseOrAbort:
@@ -242,13 +267,97 @@ class _CloseOrAbort:
             self.abort()
 
 
-class OverlayWriter(_CloseOrAbort):
-    """Writes an overlay video of the predictions (mp4 'mp4v', else MJPG .avi).
+class _PyAVVideo:
+    """A browser-playable video written with PyAV's bundled FFmpeg (H.264 in MP4, VP9 in WebM).
 
-    The video is written under a temporary name and renamed to :attr:`path` on
-    :meth:`close`; on an exception inside a ``with`` block the temporary file is removed. When
-    the mp4 writer cannot be opened the writer falls back to Motion-JPEG in an ``.avi`` next to
-    the requested path (``path`` with suffix ``.avi``), warns, and sets :attr:`fell_back`.
+    Frames are RGB; odd widths or heights are padded by one replicated row/column, since the
+    4:2:0 chroma these codecs use needs even sizes.
+    """
+
+    CODECS = {".webm": ("libvpx-vp9", "webm", {"deadline": "realtime", "cpu-used": "8",
+                                                "crf": "32", "b": "0", "row-mt": "1"})}
+    H264 = ("libx264", "mp4", {"preset": "veryfast", "crf": "20", "movflags": "+faststart"})
+
+    def __init__(self, path: Path, final_suffix: str, fps: float, size: tuple[int, int]):
+        from fractions import Fraction
+
+        import av
+
+        codec, fmt, options = self.CODECS.get(final_suffix, self.H264)
+        av.codec.Codec(codec, "w")  # raises when this FFmpeg build lacks the encoder
+        h, w = size
+        self._pad = (h % 2, w % 2)
+        self._container = av.open(str(path), "w", format=fmt)
+        try:
+            stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = w + self._pad[1], h + self._pad[0]
+            stream.pix_fmt = "yuv420p"
+            stream.options = dict(options)
+        except BaseException:
+            self._container.close()
+            raise
+        self._stream = stream
+        self.codec = codec
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        if any(self._pad):
+            rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            self._container.start_encoding()  # a header even when no frame came
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            self._container.close()
+
+
+class _OpenCVVideo:
+    """OpenCV's writer (MPEG-4 Part 2 or Motion-JPEG: not playable in browsers)."""
+
+    def __init__(self, path: Path, fourcc: str, fps: float, size: tuple[int, int]):
+        import cv2
+
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps,
+                                       (size[1], size[0]))
+        if not self._writer.isOpened():
+            self._writer.release()
+            raise OSError(f"OpenCV cannot write {fourcc}")
+        self.codec = fourcc
+
+    def write(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self._writer.release()
+
+    def release(self) -> None:
+        self._writer.release()
+
+
+class OverlayWriter(_CloseOrAbort):
+    """Writes an overlay video of the predictions that plays in web browsers.
+
+    ``.mp4`` (the default when ``path`` has no suffix) is H.264, ``.webm`` is VP9, both encoded
+    by the FFmpeg that the PyAV package brings; ``.avi`` is Motion-JPEG. Without PyAV (or
+    without its encoder) the writer falls back to OpenCV's MPEG-4 Part 2 in the ``.mp4``, and
+    then to Motion-JPEG in an ``.avi`` next to the requested path, warns (such files do not
+    play in browsers), and sets :attr:`fell_back`.
+
+    The video is written under a temporary name and renamed to :attr:`path` on :meth:`close`;
+    on an exception inside a ``with`` block the temporary file is removed. ``names`` (object
+    id -> name) labels the objects next to their ids.
     """
 
     def __init__(
@@ -257,9 +366,8 @@ class OverlayWriter(_CloseOrAbort):
         fps: float | None,
         frame_size: tuple[int, int],
         protected: Iterable[str | os.PathLike] = (),
+        names: dict[int, str] | None = None,
     ):
-        import cv2
-
         requested = Path(path)
         guard_output(requested, protected, is_dir=False)
         if requested.is_dir():
@@ -267,37 +375,49 @@ class OverlayWriter(_CloseOrAbort):
         requested.parent.mkdir(parents=True, exist_ok=True)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.fps = float(fps) if fps and fps > 0 and math.isfinite(fps) else 25.0
+        self.names = {int(k): str(v) for k, v in (names or {}).items()}
         self.fell_back = False
         self.count = 0
-        h, w = self.frame_size
         first = requested.with_suffix(".mp4") if requested.suffix == "" else requested
-        attempts = [("mp4v", first), ("MJPG", requested.with_suffix(".avi"))]
-        self._writer = None
-        for i, (fourcc, final) in enumerate(attempts):
+        suffix = first.suffix.lower()
+        attempts: list[tuple[str, Path]] = []
+        if suffix == ".avi":
+            attempts.append(("MJPG", first))
+        else:
+            attempts.append(("pyav", first))
+            if suffix != ".webm":
+                attempts.append(("mp4v", first))
+            attempts.append(("MJPG", requested.with_suffix(".avi")))
+        self._writer: _PyAVVideo | _OpenCVVideo | None = None
+        for i, (kind, final) in enumerate(attempts):
             if i > 0:
                 guard_output(final, protected, is_dir=False)
             tmp = _temp_name(final, suffix=".tmp" + final.suffix)
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w, h))
-            if writer.isOpened():
-                self._writer, self._tmp, self.path, self.fourcc = writer, tmp, final, fourcc
-                break
-            writer.release()
-            _remove_quietly(tmp)
-            if i == 0:
-                self.fell_back = True
+            try:
+                if kind == "pyav":
+                    writer: _PyAVVideo | _OpenCVVideo = _PyAVVideo(tmp, suffix, self.fps,
+                                                                   self.frame_size)
+                else:
+                    writer = _OpenCVVideo(tmp, kind, self.fps, self.frame_size)
+            except Exception:  # noqa: BLE001 - PyAV missing, encoder missing, OpenCV refusing
+                _remove_quietly(tmp)
+                continue
+            self._writer, self._tmp, self.path, self.codec = writer, tmp, final, writer.codec
+            self.fell_back = i > 0
+            break
         if self._writer is None:
-            raise InputError(f"cannot open a video writer for '{path}' (tried mp4v and MJPG)")
+            raise InputError(f"cannot open a video writer for '{path}' "
+                             "(tried H.264/VP9, MPEG-4 and Motion-JPEG)")
         if self.fell_back:
             warnings.warn(
-                f"mp4 writer unavailable; writing Motion-JPEG '{self.path}' instead of '{path}'",
+                f"overlay '{self.path}' is written as {self.codec}, which web browsers do not "
+                "play: install PyAV (pip install av) for H.264",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
     def write(self, image_rgb: np.ndarray, predictions: dict[int, Prediction]) -> None:
         """Draw the predictions on an RGB frame and append it to the video."""
-        import cv2
-
         if self._writer is None:
             raise RuntimeError("OverlayWriter is closed")
         img = np.asarray(image_rgb)
@@ -305,15 +425,18 @@ class OverlayWriter(_CloseOrAbort):
             raise ValueError(
                 f"overlay frame has shape {tuple(img.shape)}, expected {self.frame_size + (3,)}"
             )
-        drawn = draw_predictions(img, predictions or {})
-        self._writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        self._writer.write(draw_predictions(img, predictions or {}, names=self.names))
         self.count += 1
 
     def close(self) -> Path:
         """Finish the video and move it to :attr:`path`."""
         if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except BaseException:
+                _remove_quietly(self._tmp)
+                raise
             os.replace(self._tmp, self.path)
         return self.path
 
@@ -323,7 +446,6 @@ class OverlayWriter(_CloseOrAbort):
             self._writer.release()
             self._writer = None
             _remove_quietly(self._tmp)
-
 
 
 def _json_float(v: Any) -> float | None:

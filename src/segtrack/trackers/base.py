@@ -120,7 +120,8 @@ class Tracker(ABC):
     learns: ClassVar[bool] = False
 
     def __init__(self, params: Any = None, device: str = "cpu", **overrides: Any) -> None:
-        self.params = apply_overrides(params if params is not None else self.Params(), overrides)
+        self.params = apply_overrides(params if params is not None else self.Params(), overrides,
+                                     what=f"method '{self.name}'")
         self.device = device
         self.frame_shape: tuple[int, int] | None = None
         self.frame_index = -1

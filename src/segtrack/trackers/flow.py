@@ -69,10 +69,14 @@ class FlowTracker(Tracker):
     def __init__(self, params: FlowParams | None = None, device: str = "cpu", **kw) -> None:
         super().__init__(params, device, **kw)
         p = self.params
-        if p.preset not in _PRESETS:
-            from segtrack.errors import InputError
+        from segtrack.errors import InputError
 
-            raise InputError(f"parameter 'preset': unknown DIS preset '{p.preset}'")
+        if p.preset not in _PRESETS:
+            raise InputError(f"--param preset={p.preset}: expected one of "
+                             f"{', '.join(_PRESETS)}")
+        if p.interpolation not in ("nearest", "linear"):
+            raise InputError(f"--param interpolation={p.interpolation}: expected nearest or "
+                             "linear")
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[p.preset])
         for value, setter in (
             (p.finest_scale, self._dis.setFinestScale),

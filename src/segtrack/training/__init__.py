@@ -24,7 +24,7 @@ TRAINERS: dict[str, str] = {
     "siammask": "segtrack.training.siammask:main",
     # issue 4 (one-shot family)
     "osvos": "segtrack.training.oneshot:main",
-    "onavos": "segtrack.training.oneshot:main",  # OnAVOS starts from the OSVOS parent
+    "onavos": "segtrack.training.oneshot:main_onavos",  # OnAVOS starts from the OSVOS parent
     "masktrack": "segtrack.training.oneshot:main_masktrack",
     "masktrack-flow": "segtrack.training.oneshot:main_masktrack_flow",
     # box and clicks to a mask (the first mask of every method started from a box)

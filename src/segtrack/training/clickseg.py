@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="photographs with object masks (repeatable); every fifth of each set "
                         "and kind is held out for evaluation")
     p.add_argument("--davis-step", type=int, default=4, help="every Nth DAVIS frame")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--batch", type=int, default=8, help="samples per iteration")
+    p.add_argument("--lr", type=float, default=5e-4, help="learning rate")
     p.add_argument("--backbone-lr", type=float, default=0.1,
                    help="backbone learning rate as a fraction of --lr")
     p.add_argument("--size", type=int, default=320, help="crop side the network sees")

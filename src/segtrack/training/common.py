@@ -348,16 +348,19 @@ def check_data_root(root: str | os.PathLike) -> Path:
     return r
 
 
-def add_common_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
+def add_common_args(p: argparse.ArgumentParser, data_required: bool = True,
+                    data_help: str = "DAVIS-style training root") -> None:
     """Options shared by every trainer."""
-    p.add_argument("--data", required=data_required, help="DAVIS-style training root")
+    p.add_argument("--data", required=data_required, help=data_help)
     p.add_argument("--out", required=True, help="output folder (checkpoints, weights, log)")
     p.add_argument("--fold", type=int, default=None, help="hold out this fold (default: none)")
-    p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5,
+                   help="number of cross-validation folds (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--iters", type=int, default=3000, help="training iterations")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--checkpoint-every", type=float, default=180.0, help="seconds")
+    p.add_argument("--checkpoint-every", type=float, default=180.0,
+                   help="seconds between checkpoints (default: 180)")
     p.add_argument("--cache", default=None, help="feature cache file (default: none, in RAM)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -402,31 +402,47 @@ def run_algorithm1(ims, masks, cfg, local, glob, fx, beta: float, warmup: int,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segtrack train convlstm", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="segtrack train convlstm",
+        description="Train the pixel-wise ConvLSTM tracker (local and global models: convlstm "
+                    "and convlstm-1stage) and its per-frame baseline (perframe) on a DAVIS-style "
+                    "data set plus synthetic videos; the backbone stays frozen.")
     add_common_args(p)
     p.add_argument("--synthetic", type=int, default=16, help="synthetic training videos")
     p.add_argument("--clip-len", type=int, default=10, help="frames after the initial one")
-    p.add_argument("--clips-per-video", type=int, default=24)
+    p.add_argument("--clips-per-video", type=int, default=24, help="clips per DAVIS video")
     p.add_argument("--synthetic-clips", type=int, default=12, help="clips per synthetic video")
-    p.add_argument("--local-iters", type=int, default=300, help="step 1 iterations per model")
-    p.add_argument("--global-iters", type=int, default=400, help="step 2 iterations")
-    p.add_argument("--global-update-iters", type=int, default=200, help="step 4 iterations")
-    p.add_argument("--perframe-iters", type=int, default=3000)
-    p.add_argument("--perframe-lr", type=float, default=3e-4)
+    p.add_argument("--local-iters", type=int, default=300,
+                   help="iterations of each of the two first local models")
+    p.add_argument("--global-iters", type=int, default=400,
+                   help="iterations of the global (attention) model")
+    p.add_argument("--global-update-iters", type=int, default=200,
+                   help="iterations of the global model's update on predicted maps")
+    p.add_argument("--perframe-iters", type=int, default=3000,
+                   help="iterations of the per-frame baseline")
+    p.add_argument("--perframe-lr", type=float, default=3e-4,
+                   help="learning rate of the per-frame baseline")
     p.add_argument("--redo", default="", metavar="STAGES",
                    help="with --resume: comma-separated stages to train again from scratch "
                         "(local, global, crossinfer, global2, final, perframe)")
     p.add_argument("--global-len", type=int, default=20, help="global training sequence length")
-    p.add_argument("--warmup", type=int, default=4)
-    p.add_argument("--smooth", type=float, default=0.1, help="lambda of Eq. 4")
-    p.add_argument("--beta", type=float, default=0.5, help="theta smoothing of Algorithm 1")
-    p.add_argument("--noisy-frames", type=int, default=1, help="step 4 frames per clip")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--roi", type=int, default=128)
-    p.add_argument("--map-size", type=int, default=64, help="global model map side (paper 224)")
+    p.add_argument("--warmup", type=int, default=4,
+                   help="frames the global model sees before its output counts")
+    p.add_argument("--smooth", type=float, default=0.1,
+                   help="weight of the smoothness term of the global model's loss")
+    p.add_argument("--beta", type=float, default=0.5,
+                   help="smoothing of the attention window from frame to frame (0-1)")
+    p.add_argument("--noisy-frames", type=int, default=1,
+                   help="frames per clip replaced by a frame of another video")
+    p.add_argument("--batch", type=int, default=4, help="clips per iteration")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--roi", type=int, default=128,
+                   help="side in pixels of the region the local model sees")
+    p.add_argument("--map-size", type=int, default=64, help="side of the global model's input map")
     p.add_argument("--threads", type=int, default=1, help="torch threads for this run")
-    p.add_argument("--max-frames", type=int, default=80, help="Algorithm 1 frames per video")
+    p.add_argument("--max-frames", type=int, default=80,
+                   help="most frames per video when predicting the maps the global model is "
+                        "updated on")
     p.add_argument("--eval", action="store_true", help="score held-out sequences at the end")
     add_static_args(p, "videos", 200, None)
     p.add_argument("--static-frames", type=int, default=24, help="frames per photograph video")

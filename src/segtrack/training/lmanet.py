@@ -75,20 +75,33 @@ def main(argv: list[str] | None = None) -> int:
     from segtrack.models.lmanet import LMAConfig, LMANet, save_lmanet
     from segtrack.models.semseg import load_semseg, resolve_weights
 
-    p = argparse.ArgumentParser(prog="segtrack train lmanet", description=__doc__.splitlines()[0])
-    add_common_args(p)
-    p.add_argument("--base", default="semseg", help="the per-frame segmenter (semseg)")
-    p.add_argument("--base-weights", default="", help="its weights (default: committed)")
-    p.add_argument("--memory", type=int, default=3, help="L-1 past frames in memory")
-    p.add_argument("--radius", type=int, default=3, help="correlation radius R (stride-8 cells)")
-    p.add_argument("--iters1", type=int, default=600, help="step 1 iterations")
-    p.add_argument("--iters2", type=int, default=900, help="step 2 iterations")
-    p.add_argument("--lr1", type=float, default=1e-3)
-    p.add_argument("--lr2", type=float, default=2e-4)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--videos", type=int, default=40)
-    p.add_argument("--test-videos", type=int, default=20)
-    p.add_argument("--name", default=None)
+    p = argparse.ArgumentParser(
+        prog="segtrack train lmanet",
+        description="Train LMANet: memory attention modules on top of the semseg segmenter, "
+                    "first alone, then together with its decoder, on synthetic videos or a "
+                    "DAVIS-style data set.")
+    add_common_args(p,
+                    data_help="DAVIS-style training root, or synthetic (multi-class synthetic "
+                              "videos)")
+    p.add_argument("--base", default="semseg",
+                   help="the per-frame segmenter to build on (only semseg)")
+    p.add_argument("--base-weights", default="",
+                   help="its weights (default: the ones shipped with segtrack)")
+    p.add_argument("--memory", type=int, default=3, help="past frames kept in memory")
+    p.add_argument("--radius", type=int, default=3, help="correlation radius in cells of 8 pixels")
+    p.add_argument("--iters1", type=int, default=600,
+                   help="iterations of step 1 (the memory modules alone)")
+    p.add_argument("--iters2", type=int, default=900,
+                   help="iterations of step 2 (with the decoder)")
+    p.add_argument("--lr1", type=float, default=1e-3, help="learning rate of step 1")
+    p.add_argument("--lr2", type=float, default=2e-4, help="learning rate of step 2")
+    p.add_argument("--batch", type=int, default=4, help="clips per iteration")
+    p.add_argument("--videos", type=int, default=40,
+                   help="synthetic training videos (with --data synthetic)")
+    p.add_argument("--test-videos", type=int, default=20,
+                   help="held-out synthetic videos scored at the end")
+    p.add_argument("--name", default=None,
+                   help="weight file stem (default: lmanet-synth or lmanet-davis)")
     a = p.parse_args(argv)
     if a.base.strip().lower() != "semseg":
         raise InputError(f"--base {a.base}: LMANet needs an encoder-decoder segmenter; "

@@ -48,6 +48,13 @@ from segtrack.training.common import (
 
 KINDS = {"osvos": 0, "masktrack": 1, "masktrack-flow": 2}
 
+#: what each trainer's parent network is, for its --help
+_PARENT = {
+    "osvos": "the parent network of osvos (and of onavos, which starts from it)",
+    "masktrack": "the parent network of masktrack (it also sees the previous frame's mask)",
+    "masktrack-flow": "the parent network of masktrack-flow (previous mask and optical flow)",
+}
+
 
 def davis_samples(root: str, names: list[str], step: int, short_side: int, flow: bool,
                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
@@ -128,7 +135,7 @@ def evaluate(net, feats: dict[int, torch.Tensor], masks: list[np.ndarray], flows
     return {"mIoU": float(np.mean(ious)) if ious else float("nan"), "frames": len(ious)}
 
 
-def train(kind_name: str, argv: list[str] | None) -> int:
+def train(kind_name: str, argv: list[str] | None, prog: str = "") -> int:
     from segtrack.models.oneshot import (
         STRIDES,
         OneShotConfig,
@@ -138,13 +145,17 @@ def train(kind_name: str, argv: list[str] | None) -> int:
     )
 
     kind = KINDS[kind_name]
-    p = argparse.ArgumentParser(prog=f"segtrack train {kind_name}",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog=f"segtrack train {prog or kind_name}",
+        description=f"Train {_PARENT[kind_name]} on a DAVIS-style data set (and optionally "
+                    "frames made from photographs); each video later fine-tunes it on its "
+                    "first frame. The backbone stays frozen.")
     add_common_args(p)
     p.add_argument("--step", type=int, default=2, help="use every STEP-th training frame")
-    p.add_argument("--short-side", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--short-side", type=int, default=256,
+                   help="short side of the network input in pixels")
+    p.add_argument("--batch", type=int, default=4, help="frames per iteration")
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     p.add_argument("--name", default=kind_name, help="weight file stem")
     add_static_args(p, "frames", 1500, 0.3)
     a = p.parse_args(argv)
@@ -273,6 +284,11 @@ def train(kind_name: str, argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``segtrack train osvos``."""
     return train("osvos", argv)
+
+
+def main_onavos(argv: list[str] | None = None) -> int:
+    """``segtrack train onavos``: OnAVOS starts from the OSVOS parent, so this trains that."""
+    return train("osvos", argv, prog="onavos")
 
 
 def main_masktrack(argv: list[str] | None = None) -> int:

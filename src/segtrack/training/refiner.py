@@ -58,16 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     from segtrack.training.lmanet import _sequences
     from segtrack.video.evs import EVSConfig, EVSPipeline, resize_to
 
-    p = argparse.ArgumentParser(prog="segtrack train evs", description=__doc__.splitlines()[0])
-    add_common_args(p)
-    p.add_argument("--base-weights", default="", help="semseg weights (default: committed)")
-    p.add_argument("--D", type=float, default=0.5)
-    p.add_argument("--S", type=int, default=5)
-    p.add_argument("--videos", type=int, default=30)
-    p.add_argument("--test-videos", type=int, default=0)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--name", default=None)
+    p = argparse.ArgumentParser(
+        prog="segtrack train evs",
+        description="Train the EVS refiner (R of --evs D,S,W,R) behind the frozen semseg "
+                    "segmenter, on synthetic videos or a DAVIS-style data set.")
+    add_common_args(p,
+                    data_help="DAVIS-style training root, or synthetic (multi-class synthetic "
+                              "videos)")
+    p.add_argument("--base-weights", default="",
+                   help="semseg weights (default: the ones shipped with segtrack)")
+    p.add_argument("--D", type=float, default=0.5,
+                   help="downscale of the keyframe segmentation (default: 0.5)")
+    p.add_argument("--S", type=int, default=5,
+                   help="a keyframe every S frames (default: 5)")
+    p.add_argument("--videos", type=int, default=30,
+                   help="synthetic training videos (with --data synthetic)")
+    p.add_argument("--test-videos", type=int, default=0,
+                   help="held-out synthetic videos scored at the end")
+    p.add_argument("--batch", type=int, default=4, help="samples per iteration")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--name", default=None,
+                   help="weight file stem (default: evs-refiner-synth or evs-refiner-davis)")
     a = p.parse_args(argv)
     rng, out, t0 = start_run(a.seed, a.out)
     # DAVIS: full 480p frames, every frame (the tracker's operating conditions)

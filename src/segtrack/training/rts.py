@@ -333,24 +333,37 @@ def clip_loss(net: RTSNet, batch: dict, B: int, J: int, args, rng_t: torch.Gener
 
 
 def build_parser(method: str) -> argparse.ArgumentParser:
+    what = ("the RTS heads (segmentation and instance branches, decoder) and its box-to-mask "
+            "network" if method == "rts" else "LWL, the RTS segmentation branch alone")
     p = argparse.ArgumentParser(
-        prog=f"segtrack train {method}", description=__doc__.splitlines()[0]
+        prog=f"segtrack train {method}",
+        description=f"Train {what} on a DAVIS-style data set (and optionally clips made from "
+                    "photographs); the backbone stays frozen, so its features are computed once.",
     )
     add_common_args(p)
     p.add_argument("--batch", type=int, default=8, help="clips per iteration")
-    p.add_argument("--frames", type=int, default=3, help="J, frames per clip")
+    p.add_argument("--frames", type=int, default=3, help="frames per clip")
     p.add_argument("--max-gap", type=int, default=15, help="max frame gap within a clip")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--eta", type=float, default=10.0 if method == "rts" else 0.0)
-    p.add_argument("--bce", type=float, default=0.25, help="weight of BCE added to Lovász")
-    p.add_argument("--b2m-weight", type=float, default=1.0)
-    p.add_argument("--box-noise", type=float, default=0.03)
-    p.add_argument("--seg-iters", type=int, default=5)
-    p.add_argument("--update-iters", type=int, default=3)
-    p.add_argument("--inst-iters", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    p.add_argument("--eta", type=float, default=10.0 if method == "rts" else 0.0,
+                   help="weight of the instance-branch loss (0 leaves that branch out)")
+    p.add_argument("--bce", type=float, default=0.25,
+                   help="weight of the cross-entropy added to the Lovász loss")
+    p.add_argument("--b2m-weight", type=float, default=1.0,
+                   help="weight of the box-to-mask loss (0: do not train that network)")
+    p.add_argument("--box-noise", type=float, default=0.03,
+                   help="jitter of the boxes given to the box-to-mask network")
+    p.add_argument("--seg-iters", type=int, default=5,
+                   help="optimiser steps of the segmentation learner on the first frame")
+    p.add_argument("--update-iters", type=int, default=3,
+                   help="steps of the segmentation learner after each later frame")
+    p.add_argument("--inst-iters", type=int, default=5,
+                   help="optimiser steps of the instance learner on the first frame")
     p.add_argument("--variants", type=int, default=2, help="jittered crops per frame in the cache")
-    p.add_argument("--crop-size", type=int, default=288)
-    p.add_argument("--search-factor", type=float, default=4.0)
+    p.add_argument("--crop-size", type=int, default=288,
+                   help="side of the search region in pixels")
+    p.add_argument("--search-factor", type=float, default=4.0,
+                   help="search region side as a multiple of the target size")
     p.add_argument("--backbone", default="efficientnet-lite0",
                    choices=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
                    help="frozen ImageNet backbone (lite1/lite2 need their pip packages)")
@@ -363,7 +376,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument("--static-cache", default=None,
                    help="feature cache file of the photograph clips (default: none, in RAM)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop after this many minutes (0: no limit)")
     return p
 
 

@@ -114,13 +114,20 @@ def evaluate(model, images, labels, num_classes: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from segtrack.models.semseg import SemSeg, SemSegConfig, save_semseg
 
-    p = argparse.ArgumentParser(prog="segtrack train semseg", description=__doc__.splitlines()[0])
-    add_common_args(p)
+    p = argparse.ArgumentParser(
+        prog="segtrack train semseg",
+        description="Train the per-frame segmenter of semseg (also the keyframe segmenter of evs "
+                    "and the base of lmanet) on synthetic videos or a DAVIS-style data set; the "
+                    "backbone stays frozen.")
+    add_common_args(p,
+                    data_help="DAVIS-style training root, or synthetic (multi-class synthetic "
+                              "videos)")
     p.add_argument("--videos", type=int, default=80, help="synthetic training videos")
     p.add_argument("--test-videos", type=int, default=20, help="held-out synthetic videos")
-    p.add_argument("--batch", type=int, default=6)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--name", default=None, help="weight file stem (default semseg-synth/-davis)")
+    p.add_argument("--batch", type=int, default=6, help="frames per iteration")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    p.add_argument("--name", default=None,
+                   help="weight file stem (default: semseg-synth or semseg-davis)")
     add_static_args(p, "frames", 1500, 0.3)
     a = p.parse_args(argv)
     photos = check_static_args(a, "frames")

@@ -345,25 +345,35 @@ def held_out_pair_iou(net: SiamMaskNet, cache: dict, lab: dict | None = None) ->
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="segtrack train siammask",
-                                description="Train SiamMask heads (seed 004) on a CPU.")
+    p = argparse.ArgumentParser(
+        prog="segtrack train siammask",
+        description="Train the SiamMask heads (three-branch siammask or two-branch siammask-2b) "
+                    "on frame pairs from a DAVIS-style data set and synthetic videos; the "
+                    "backbone stays frozen.")
     add_common_args(p)
-    p.add_argument("--variant", choices=["2b", "3b"], default="3b")
+    p.add_argument("--variant", choices=["2b", "3b"], default="3b",
+                   help="3b: three branches, siammask (default); 2b: two, siammask-2b")
     p.add_argument("--no-refine", action="store_true",
-                   help="mask head = two 1x1 convs (63x63) instead of the refinement module")
+                   help="a plain mask head (two 1x1 convolutions) instead of the refinement module")
     p.add_argument("--pairs", type=int, default=2000, help="DAVIS frame pairs in the cache")
     p.add_argument("--synth-pairs", type=int, default=600, help="synthetic pairs in the cache")
-    p.add_argument("--synth-videos", type=int, default=30)
+    p.add_argument("--synth-videos", type=int, default=30,
+                   help="synthetic videos the synthetic pairs come from")
     p.add_argument("--held-pairs", type=int, default=150, help="held-out pairs to score")
-    p.add_argument("--max-gap", type=int, default=25)
-    p.add_argument("--neg-frac", type=float, default=0.15)
-    p.add_argument("--search-shift", type=float, default=48.0)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--masks-per-pair", type=int, default=4)
-    p.add_argument("--optim", choices=["adam", "sgd"], default="adam")
-    p.add_argument("--lr-mult", type=float, default=0.2, help="(adam) x the seed's lr values")
+    p.add_argument("--max-gap", type=int, default=25,
+                   help="most frames between the two frames of a pair")
+    p.add_argument("--neg-frac", type=float, default=0.15,
+                   help="share of pairs whose search frame comes from another video")
+    p.add_argument("--search-shift", type=float, default=48.0,
+                   help="random shift of the search crop in pixels")
+    p.add_argument("--batch", type=int, default=16, help="pairs per iteration")
+    p.add_argument("--masks-per-pair", type=int, default=4,
+                   help="most positive windows of a pair the mask loss is computed on")
+    p.add_argument("--optim", choices=["adam", "sgd"], default="adam", help="optimiser")
+    p.add_argument("--lr-mult", type=float, default=0.2,
+                   help="with adam: factor on the paper's learning rates")
     add_static_args(p, "pairs", 3000, 0.5)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for this run")
     return p.parse_args(argv)
 
 

@@ -5,8 +5,9 @@
 
 * ``GET /api/info`` - methods, limits, project folder;
 * ``GET /api/browse?path=`` - folders, videos and frame folders under the allowed folders;
-* ``GET/POST /api/sessions``, ``GET/PATCH /api/sessions/{sid}`` - open a video or frame folder,
-  list, restore and rename sessions, choose the method;
+* ``GET/POST /api/sessions``, ``GET/PATCH/DELETE /api/sessions/{sid}`` - open a video or frame
+  folder, list, restore, rename and delete sessions, choose the method (``auto``: the best
+  measured method for the object's init);
 * ``POST /api/uploads``, ``PUT /api/uploads/{uid}/files/{name}``, ``POST
   /api/uploads/{uid}/open`` - upload a video or frames (raw request bodies, streamed to disk,
   size-limited while streaming, type checked by extension and leading bytes);
@@ -14,12 +15,18 @@
   frames, coloured label maps (DAVIS palette, background transparent) and single masks;
 * ``POST/PATCH/DELETE /api/sessions/{sid}/objects[/{obj}]`` - objects;
 * ``PUT /api/sessions/{sid}/annotations/{obj}/{i}`` - a drawn box or painted mask (keyframe);
+* ``POST /api/sessions/{sid}/import`` - an existing mask for a frame: a PNG (DAVIS palette or
+  0/255) or COCO RLE;
+* ``POST /api/sessions/{sid}/undo``, ``.../redo`` - undo and redo the user's edits (boxes,
+  strokes, clicks, imports);
+* ``GET /api/sessions/{sid}/scores`` - the tracker's per-frame confidence of tracked masks;
 * ``POST /api/sessions/{sid}/segment`` - click-to-segment: clicks and/or a box on a frame to a
   mask with :class:`segtrack.interactive.Segmenter` (optionally correcting the object's current
   mask), stored as a keyframe like a painted mask (a box alone: like a drawn box);
 * ``POST /api/sessions/{sid}/track``, ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/events``
   (server-sent events, one per tracked frame), ``POST /api/jobs/{id}/cancel``;
-* ``POST /api/sessions/{sid}/export``, ``GET /api/sessions/{sid}/export/{path}``.
+* ``POST /api/sessions/{sid}/export``, ``GET /api/sessions/{sid}/export/{path}``,
+  ``GET /api/sessions/{sid}/export.zip`` (everything the last export wrote, in one zip).
 
 Errors are JSON ``{"detail": "<one line>"}`` with 400 (bad input), 403 (path outside the
 project and allowed folders), 404, 409 (a job is running), 413 (upload too large), 415 (upload
@@ -87,6 +94,16 @@ class OpenBody(BaseModel):
     path: str
     name: str | None = None
     reuse: bool = False
+
+
+class ImportBody(BaseModel):
+    # checked by the endpoint (one-line 400 messages)
+    index: Any = None
+    oid: Any = None
+    png: Any = None  # base64 PNG (optionally a data: URL)
+    rle: Any = None  # a COCO RLE {"size": [h, w], "counts": ...}, or a list of them / of COCO
+    # annotations ({"segmentation": rle, "track_id": id})
+    name: Any = None  # the file's name, for messages
 
 
 class SessionPatch(BaseModel):
@@ -157,11 +174,13 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     device: str = "cpu",
     segment_weights: str = "",
+    start_session: str | None = None,
 ) -> FastAPI:
     """The workbench app on a project folder; ``allow`` adds folders the page may open.
 
     ``segment_weights``: the click-to-segment weight file (empty: the committed default), loaded
-    on the first segmentation request.
+    on the first segmentation request. ``start_session``: the session the page opens when its
+    URL names none (``segtrack serve VIDEO``).
     """
     proj = project if isinstance(project, Project) else Project(project, allow=allow)
     if isinstance(project, Project):
@@ -174,6 +193,7 @@ def create_app(
     app.state.max_upload_bytes = int(max_upload_bytes)
     app.state.segment_weights = str(segment_weights or "")
     app.state.segmenter = None  # created by the first segmentation request
+    app.state.start_session = start_session
     segment_lock = threading.Lock()  # one network call at a time
 
     status_of = {PathRefused: 403, NotFound: 404, Conflict: 409, TooLarge: 413, BadType: 415,
@@ -193,12 +213,25 @@ def create_app(
     # -- info / browse ----------------------------------------------------------------------
     @app.get("/api/info")
     def info() -> dict[str, Any]:
-        from segtrack.trackers.registry import available_methods
+        from segtrack.trackers.registry import available_methods, best_method, method_catalogue
 
-        return {"methods": available_methods(), "project": str(proj.root),
-                "allowed": [str(a) for a in proj.allowed],
+        start = app.state.start_session
+        if start:
+            try:
+                proj.session_dir(start)
+            except NotFound:
+                start = None
+        return {"methods": available_methods(), "catalogue": method_catalogue(),
+                "best": {k: best_method(k) for k in ("mask", "box")},
+                "project": str(proj.root), "allowed": [str(a) for a in proj.allowed],
                 "max_upload_bytes": app.state.max_upload_bytes,
-                "image_types": list(IMAGE_EXTENSIONS), "video_types": list(VIDEO_EXTENSIONS)}
+                "image_types": list(IMAGE_EXTENSIONS), "video_types": list(VIDEO_EXTENSIONS),
+                "start_session": start}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/browse")
     def browse(path: str | None = None) -> dict[str, Any]:
@@ -250,7 +283,7 @@ def create_app(
 
     @app.patch("/api/sessions/{sid}")
     def patch_session(sid: str, body: SessionPatch) -> dict[str, Any]:
-        if body.method is not None:
+        if body.method is not None and body.method != "auto":
             from segtrack.trackers.registry import tracker_class
 
             tracker_class(body.method)
@@ -261,12 +294,30 @@ def create_app(
                 s["method"] = body.method
         return _session_view(sid)
 
+    @app.delete("/api/sessions/{sid}")
+    def delete_session(sid: str) -> dict[str, Any]:
+        _no_job(sid)
+        proj.delete_session(sid)
+        if app.state.start_session == sid:
+            app.state.start_session = None
+        return {"deleted": sid}
+
     # -- uploads -----------------------------------------------------------------------------
     @app.post("/api/uploads")
     def new_upload() -> dict[str, Any]:
+        _sweep_uploads(proj.root / "uploads")
         uid = uuid.uuid4().hex[:12]
         (proj.root / "uploads" / uid).mkdir(parents=True)
         return {"id": uid}
+
+    @app.delete("/api/uploads/{uid}")
+    def drop_upload(uid: str) -> dict[str, Any]:
+        """Forget an upload that failed (the page calls this): its files and its folder."""
+        d = _upload_dir(uid)
+        if any(Path(s["source"] or "").is_relative_to(d) for s in proj.list_sessions()):
+            raise Conflict("this upload is opened in a session: delete the session instead")
+        shutil.rmtree(d, ignore_errors=True)
+        return {"deleted": uid}
 
     def _upload_dir(uid: str) -> Path:
         if not uid.isalnum() or not (proj.root / "uploads" / uid).is_dir():
@@ -291,17 +342,18 @@ def create_app(
         if kinds and (kinds != {want} or want == "video"):
             raise InputError(f"upload '{name}': an upload is one video or a set of frames")
         limit = app.state.max_upload_bytes
+        over = f"upload '{name}' is larger than the limit of {_size_text(limit)}"
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and used + int(declared) > limit:
-            raise TooLarge(f"upload '{name}' is over the {limit} byte limit")
         tmp = d / f".{base}.{uuid.uuid4().hex[:8]}.part"
         size, head = 0, b""
         try:
+            if declared and declared.isdigit() and used + int(declared) > limit:
+                raise TooLarge(over)
             with open(tmp, "wb") as f:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if used + size > limit:
-                        raise TooLarge(f"upload '{name}' is over the {limit} byte limit")
+                        raise TooLarge(over)
                     if len(head) < 16:
                         head += chunk[: 16 - len(head)]
                     f.write(chunk)
@@ -318,14 +370,17 @@ def create_app(
         d = _upload_dir(uid)
         files = [p for p in d.iterdir() if not p.name.startswith(".")]
         if not files:
-            raise InputError(f"upload '{uid}' holds no file")
+            shutil.rmtree(d, ignore_errors=True)
+            raise InputError("the upload holds no file")
         videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
         src = videos[0] if videos else d
         try:
             s = proj.create_session(src, name=src.name if videos else f"upload {uid}")
-        except InputError:
+        except InputError as e:
             shutil.rmtree(d, ignore_errors=True)
-            raise
+            # name the uploaded files, not the server folder they were stored in
+            raise InputError(str(e).replace(str(d) + os.sep, "").replace(
+                f"'{proj.display(d)}'", "the upload").replace(str(d), "the upload")) from None
         return _session_view(s["id"])
 
     # -- frames and masks --------------------------------------------------------------------
@@ -392,7 +447,7 @@ def create_app(
             m = box_to_mask(box, size)
             if not m.any():
                 raise InputError(f"box {body.box} covers no pixel centre")
-            return proj.set_keyframe(sid, oid, index, m, box=box)
+            return proj.set_keyframe(sid, oid, index, m, box=box, what="box")
         text = body.mask_png
         if text.startswith("data:"):
             text = text.split(",", 1)[-1]
@@ -401,7 +456,71 @@ def create_app(
         except ValueError:
             raise InputError("mask_png is not base64 data") from None
         m = png_to_mask(data, size, what="mask_png")
-        return proj.set_keyframe(sid, oid, index, m)
+        return proj.set_keyframe(sid, oid, index, m, what="paint")
+
+    @app.post("/api/sessions/{sid}/import")
+    def import_mask(sid: str, body: ImportBody) -> dict[str, Any]:
+        from segtrack.io import read_mask_bytes
+        from segtrack.io.coco_rle import decode
+
+        _no_job(sid)
+        s = proj.load(sid)
+        index = _whole(body.index, "index")
+        proj.frame_path(s, index)
+        oid = None if body.oid is None else _whole(body.oid, "object id")
+        size = (int(s["height"]), int(s["width"]))
+        name = str(body.name)[:120] if isinstance(body.name, str) and body.name else "mask"
+        if (body.png is None) == (body.rle is None):
+            raise InputError("import needs exactly one of a PNG mask and a COCO RLE")
+        if body.png is not None:
+            if not isinstance(body.png, str):
+                raise InputError(f"mask '{name}' is not base64 PNG data")
+            text = body.png.split(",", 1)[-1] if body.png.startswith("data:") else body.png
+            try:
+                data = base64.b64decode(text, validate=True)
+            except ValueError:
+                raise InputError(f"mask '{name}' is not base64 PNG data") from None
+            masks = read_mask_bytes(data, size, name=name)
+            from PIL import Image
+
+            mode = Image.open(io.BytesIO(data)).mode
+            binary = mode not in ("P", "PA") and set(masks) == {1}
+        else:
+            items = body.rle if isinstance(body.rle, list) else [body.rle]
+            if not items or len(items) > 255:
+                raise InputError(f"'{name}' holds no RLE (or more than 255)")
+            masks, binary = {}, len(items) == 1 and "track_id" not in items[0]
+            for k, item in enumerate(items, start=1):
+                if not isinstance(item, dict):
+                    raise InputError(f"'{name}': item {k} is not a COCO RLE object")
+                rle = item.get("segmentation", item)
+                ident = item.get("track_id", item.get("category_id", k))
+                try:
+                    m = decode(rle)
+                except Exception:  # noqa: BLE001 - any malformed RLE is the user's input
+                    raise InputError(f"'{name}': item {k} is not a valid COCO RLE (it needs "
+                                     "'size': [height, width] and 'counts')") from None
+                if m.shape != size:
+                    raise InputError(f"'{name}': the RLE is {m.shape[1]}x{m.shape[0]} but the "
+                                     f"frame is {size[1]}x{size[0]}")
+                ident = _whole(ident, f"'{name}': object id of item {k}")
+                masks[ident] = masks[ident] | m if ident in masks else m
+        done = proj.import_masks(sid, index, masks, oid=oid, binary=binary)
+        return {"frame": index, "objects": done}
+
+    @app.post("/api/sessions/{sid}/undo")
+    def undo(sid: str) -> dict[str, Any]:
+        _no_job(sid)
+        return proj.undo(sid)
+
+    @app.post("/api/sessions/{sid}/redo")
+    def redo(sid: str) -> dict[str, Any]:
+        _no_job(sid)
+        return proj.undo(sid, redo=True)
+
+    @app.get("/api/sessions/{sid}/scores")
+    def scores(sid: str) -> dict[str, Any]:
+        return proj.scores(sid)
 
     # -- click-to-segment --------------------------------------------------------------------
     def _segmenter():
@@ -468,7 +587,8 @@ def create_app(
         # the filled box), so tracking starts from the box as `segtrack track --box` does;
         # clicks (or a correction) make a mask keyframe, as a painted mask
         as_box = box if not clicks and prev is None else None
-        out = proj.set_keyframe(sid, oid, index, mask, box=as_box)
+        out = proj.set_keyframe(sid, oid, index, mask, box=as_box,
+                                what="box" if as_box is not None else "clicks")
         out.update(box=[float(v) for v in mask_to_box(mask)],
                    keyframe="box" if as_box is not None else "mask", created=created,
                    clicks=len(clicks), corrected=prev is not None)
@@ -502,11 +622,13 @@ def create_app(
         job = _job(jid)
 
         async def stream():
-            sent = 0
+            sent, said = 0, None
             while True:
                 n = len(job.events)
                 finished = job.finished
-                if n > sent or finished:
+                now = (job.state, job.message)
+                if n > sent or finished or now != said:  # new frames, or "loading" -> "running"
+                    said = now
                     st = job.status()
                     st["frames"] = job.events[sent:n]
                     sent = n
@@ -525,6 +647,13 @@ def create_app(
         files = proj.export(sid, body.formats)
         return {"folder": str(proj.session_dir(sid) / "export"), "files": files}
 
+    @app.get("/api/sessions/{sid}/export.zip")
+    def export_zip(sid: str) -> FileResponse:
+        p = proj.export_zip(sid)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in proj.load(sid)["name"])
+        return FileResponse(p, media_type="application/zip",
+                            filename=f"{name[:60] or sid}-segtrack.zip")
+
     @app.get("/api/sessions/{sid}/export/{path:path}")
     def export_file(sid: str, path: str) -> FileResponse:
         base = (proj.session_dir(sid) / "export").resolve()
@@ -536,6 +665,29 @@ def create_app(
         return FileResponse(p, filename=p.name)
 
     return app
+
+
+def _size_text(n: int) -> str:
+    """A byte count for people: '512 MB', '1.5 GB', '900 KB'."""
+    for unit, k in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= k:
+            v = n / k
+            return f"{v:.0f} {unit}" if v >= 10 or v == int(v) else f"{v:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _sweep_uploads(root: Path, older_than: float = 3600.0) -> None:
+    """Remove upload folders left empty (an upload that failed or was abandoned) for an hour."""
+    import time
+
+    now = time.time()
+    try:
+        for d in root.iterdir():
+            if (d.is_dir() and now - d.stat().st_mtime > older_than
+                    and not any(p for p in d.iterdir() if not p.name.endswith(".part"))):
+                shutil.rmtree(d, ignore_errors=True)
+    except OSError:
+        pass
 
 
 def _kind(p: Path) -> str | None:
@@ -569,17 +721,29 @@ def serve(
     """Run the workbench with uvicorn (``segtrack serve``); blocks until interrupted."""
     import uvicorn
 
+    src = None
+    if source:  # checked before anything is created, relative to the current folder
+        src = Path(source).expanduser().absolute()
+        if not src.exists():
+            raise InputError(f"'{source}' does not exist (looked for {src})")
+        if not src.is_dir() and src.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise InputError(f"'{source}' is neither a frame folder nor a video "
+                             f"({', '.join(VIDEO_EXTENSIONS)})")
+    existed = Path(project).expanduser().exists()
     proj = Project(project, allow=allow)
     url = f"http://{host}:{port}/"
-    if source:
-        src = Path(source).expanduser()
-        if not src.exists():
-            raise InputError(f"'{source}' does not exist")
+    sid = None
+    if src is not None:
         proj.allow(src.parent if src.is_file() else src)
-        sid = proj.find_session(src) or proj.create_session(src)["id"]
+        try:
+            sid = proj.find_session(src) or proj.create_session(src)["id"]
+        except InputError:
+            if not existed:  # a failed start leaves no project folder behind
+                shutil.rmtree(proj.root, ignore_errors=True)
+            raise
         url += f"?session={sid}"
     app = create_app(proj, max_upload_bytes=int(max_upload_mb * 2**20), device=device,
-                     segment_weights=segment_weights)
+                     segment_weights=segment_weights, start_session=sid)
     print(f"segtrack workbench on {url}  (project folder {proj.root})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0

@@ -40,7 +40,7 @@ class Job:
     direction: str
     method: str
     params: dict[str, Any] = field(default_factory=dict)
-    state: str = "queued"  # queued, running, done, cancelled, error
+    state: str = "queued"  # queued, loading, running, done, cancelled, error
     message: str = ""
     total: int = 0
     done: int = 0
@@ -95,11 +95,17 @@ class JobManager:
         s = self.project.load(sid)
         if direction not in DIRECTIONS:
             raise InputError(f"direction '{direction}' must be one of {', '.join(DIRECTIONS)}")
-        method = method or s.get("method") or "flow"
-        params = dict(params or {})
-        load_tracker(method, device=self.device, **params)  # unknown method / bad parameter
         self.project.frame_path(s, start)  # range check
         objs = sorted({int(o) for o in objects})
+        method = method or s.get("method") or "auto"
+        if method == "auto":  # the best measured method for how the objects were given
+            from segtrack.trackers.registry import best_method
+
+            boxed = any((s["keyframes"].get(str(o), {}).get(str(start)) or {}).get("type")
+                        == "box" for o in objs)
+            method = best_method("box" if boxed else "mask")
+        params = dict(params or {})
+        load_tracker(method, device=self.device, **params)  # unknown method / bad parameter
         if not objs:
             raise InputError("no object to track: select or create one")
         for o in objs:
@@ -176,14 +182,17 @@ class JobManager:
         return out
 
     def _propagate(self, job: Job) -> None:
-        from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps
-        from segtrack.trackers.registry import load_tracker
-
         project, sid = self.project, job.session
         s = project.load(sid)
         ranges = self._ranges(s, job)
         job.total = sum(len(f) for _, f, _ in ranges)
         first = project.read_frame(s, job.start)
+        pending: dict[int, dict[int, float]] = {}
+
+        def flush() -> None:
+            project.add_scores(sid, pending)
+            pending.clear()
+
         inits: dict[int, dict[str, Any]] = {}
         for o in job.objects:
             kf = s["keyframes"].get(str(o), {}).get(str(job.start)) or {}
@@ -191,9 +200,25 @@ class JobManager:
                 inits[o] = {"box": kf["box"]}
             else:
                 inits[o] = {"mask": project.read_mask(sid, o, job.start)}
+        try:
+            self._directions(job, s, ranges, first, inits, pending, flush)
+        finally:
+            flush()
+
+    def _directions(self, job: Job, s: dict[str, Any], ranges: list, first: Any,
+                    inits: dict[int, dict[str, Any]], pending: dict[int, dict[int, float]],
+                    flush: Any) -> None:
+        """Track each direction of ``ranges``; scores go to ``pending``, ``flush`` saves them."""
+        from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps
+        from segtrack.trackers.registry import load_tracker
+
+        project, sid = self.project, job.session
         for _direction, frames, stops in ranges:
             if job.cancel_event.is_set():
                 return
+            job.state = "loading"
+            job.message = (f"loading {job.method} and learning the object"
+                           f"{'s' if len(job.objects) > 1 else ''} on frame {job.start}")
             t0 = time.perf_counter()
             multi = MultiObjectTracker(
                 lambda: load_tracker(job.method, device=self.device, **job.params)
@@ -203,6 +228,7 @@ class JobManager:
                 if "box" in inits[o]:  # the box's own mask: written once, as tracking starts
                     project.write_mask(sid, o, job.start, pred.mask)
             job.track_seconds += time.perf_counter() - t0
+            job.state, job.message = "running", ""
             for i in frames:
                 if job.cancel_event.is_set():
                     return
@@ -221,6 +247,10 @@ class JobManager:
                         project.write_mask(sid, o, i, p.mask)
                     else:
                         project.remove_mask(sid, o, i)
+                    if p.score is not None and p.score == p.score:  # not NaN
+                        pending.setdefault(o, {})[i] = float(p.score)
+                if job.done % 25 == 24:
+                    flush()
                 job.done += 1
                 job.current = i
                 job.events.append(i)

@@ -8,6 +8,8 @@ const S = {
   labelsReady: false, drag: null, painting: false, editDirty: false, loadingFrame: false,
   pendingFrame: null,
   clicks: {}, segBusy: false, segAgain: false, segments: 0, // the Click tool
+  opacity: 0.5, outline: false, zoom: 1, panX: 0, panY: 0, pan: null, playTimer: null,
+  scores: {}, creating: null,
 };
 window.segtrack = S; // for tests and debugging
 
@@ -71,17 +73,28 @@ async function openPath(path) {
   await loadSession(s);
   setStatus("opened " + s.name);
 }
+function sizeText(n) {
+  for (const [unit, k] of [["GB", 2 ** 30], ["MB", 2 ** 20], ["KB", 2 ** 10]]) {
+    if (n >= k) { const v = n / k; return (v >= 10 || v === Math.round(v) ? v.toFixed(0) : v.toFixed(1)) + " " + unit; }
+  }
+  return n + " bytes";
+}
 async function upload() {
   const files = Array.from($("#upload-files").files);
   if (!files.length) { setStatus("choose a video or frames to upload", true); return; }
   const max = S.info.max_upload_bytes;
   const total = files.reduce((a, f) => a + f.size, 0);
-  if (total > max) { setStatus(`upload is ${total} bytes, over the ${max} byte limit`, true); return; }
+  if (total > max) { setStatus(`the upload is ${sizeText(total)}, larger than the limit of ${sizeText(max)}`, true); return; }
   const up = await api("POST", "/api/uploads");
   let n = 0;
-  for (const f of files) {
-    setStatus(`uploading ${f.name} (${++n}/${files.length})`);
-    await api("PUT", `/api/uploads/${up.id}/files/${encodeURIComponent(f.name)}`, undefined, f);
+  try {
+    for (const f of files) {
+      setStatus(`uploading ${f.name} (${++n}/${files.length})`);
+      await api("PUT", `/api/uploads/${up.id}/files/${encodeURIComponent(f.name)}`, undefined, f);
+    }
+  } catch (e) {  // forget the half-made upload; the message stays
+    api("DELETE", `/api/uploads/${up.id}`, undefined, undefined, true).catch(() => {});
+    throw e;
   }
   const s = await api("POST", `/api/uploads/${up.id}/open`);
   await loadSession(s);
@@ -94,18 +107,55 @@ async function listSessions() {
   for (const s of list) {
     const it = document.createElement("div");
     it.className = "item" + (S.session && S.session.id === s.id ? " selected" : "");
-    it.innerHTML = `<span class="name"></span><span class="muted">${s.num_frames}f</span>`;
+    it.dataset.session = s.id;
+    it.innerHTML = `<span class="name"></span><span class="muted">${s.num_frames}f</span>` +
+      `<button class="rename" title="rename">\u270e</button><button class="del" title="delete this session">\u2715</button>`;
     it.querySelector(".name").textContent = s.name;
     it.title = s.source;
-    it.onclick = async () => loadSession(await api("GET", "/api/sessions/" + s.id));
+    it.onclick = async (ev) => { if (ev.target.tagName !== "BUTTON") loadSession(await api("GET", "/api/sessions/" + s.id)); };
+    it.querySelector(".rename").onclick = async () => {
+      const name = prompt("name of this session", s.name);
+      if (!name) return;
+      await api("PATCH", `/api/sessions/${s.id}`, { name });
+      if (S.session && S.session.id === s.id) await refreshSession();
+      await listSessions();
+    };
+    it.querySelector(".del").onclick = async () => {
+      if (!confirm(`delete the session '${s.name}' with its masks and exports? (the video itself stays)`)) return;
+      await api("DELETE", `/api/sessions/${s.id}`);
+      if (S.session && S.session.id === s.id) closeSession();
+      setStatus(`session '${s.name}' deleted`);
+      await listSessions();
+    };
     box.appendChild(it);
   }
 }
 
 // ---------------------------------------------------------------- session ---------------------
+function closeSession() {
+  stopPlaying();
+  S.session = null; S.selected = null; S.scores = {};
+  localStorage.removeItem("segtrack.session");
+  const url = new URL(location.href);
+  url.searchParams.delete("session");
+  history.replaceState(null, "", url);
+  $("#session-name").textContent = "";
+  $("#empty").style.display = "";
+  const cv = $("#view");
+  cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
+  renderObjects(); drawTracks(); updateUndo();
+  document.body.dataset.session = "";
+}
+async function loadScores() {
+  if (!S.session) return;
+  S.scores = await api("GET", `/api/sessions/${S.session.id}/scores`, undefined, undefined, true).catch(() => ({}));
+  drawTracks();
+}
 async function loadSession(s) {
+  stopPlaying();
   S.session = s;
   S.rev = s.rev;
+  document.body.dataset.session = s.id;
   localStorage.setItem("segtrack.session", s.id);
   const url = new URL(location.href);
   url.searchParams.set("session", s.id);
@@ -117,14 +167,18 @@ async function loadSession(s) {
   fitCanvas();
   S.edit = document.createElement("canvas");
   S.edit.width = s.width; S.edit.height = s.height;
+  S.zoom = 1; S.panX = S.panY = 0; applyZoom();
   $("#scrub").max = s.num_frames - 1;
-  $("#method").value = s.method;
+  $("#frame-input").max = s.num_frames;
+  setMethod(s.method);
   const ids = Object.keys(s.objects).map(Number);
   if (!ids.includes(S.selected)) S.selected = ids.length ? ids[0] : null;
   const start = Math.min(S.frame, s.num_frames - 1);
   renderObjects();
-  drawCoverage();
+  drawTracks();
+  updateUndo();
   listSessions().catch(() => {});
+  loadScores();
   if (s.job) watchJob(s.job.id);
   await gotoFrame(start, true);
 }
@@ -138,7 +192,7 @@ async function refreshSession() {
       const ids = Object.keys(s.objects).map(Number);
       S.selected = ids.length ? ids[0] : null;
     }
-    renderObjects(); drawCoverage();
+    renderObjects(); drawTracks(); updateUndo();
     if (!S.painting) await gotoFrame(S.frame, true);
   }
   if (s.job && !S.job) watchJob(s.job.id);
@@ -187,7 +241,7 @@ async function patchObject(id, body) {
 }
 async function selectObject(id) {
   S.selected = id;
-  renderObjects(); drawCoverage();
+  renderObjects(); drawTracks();
   await gotoFrame(S.frame, true);
 }
 
@@ -208,7 +262,10 @@ async function gotoFrame(i, force) {
   S.needEdit = S.needEdit || changed || !!force;
   S.needLoad = true;
   $("#scrub").value = i;
-  $("#frame-label").textContent = `frame ${i} / ${S.session.num_frames - 1}  ${S.session.frame_names[i]}`;
+  // frames counted from 1, as the header's "N frames"; the file name beside
+  if (document.activeElement !== $("#frame-input")) $("#frame-input").value = i + 1;
+  $("#frame-label").textContent = `of ${S.session.num_frames} \u00b7 ${S.session.frame_names[i]}`;
+  drawTracks();
   if (S.loadingFrame) return;
   S.loadingFrame = true;
   try {
@@ -254,6 +311,25 @@ function fitCanvas() {
   const k = Math.min((st.width - 4) / cv.width, (st.height - 4) / cv.height);
   if (k > 0) { cv.style.width = `${cv.width * k}px`; cv.style.height = `${cv.height * k}px`; }
 }
+// zoom and pan: a CSS transform of the canvas (pointer positions map back through
+// getBoundingClientRect, so every tool works zoomed)
+function applyZoom() {
+  $("#view").style.transform = `translate(${S.panX}px, ${S.panY}px) scale(${S.zoom})`;
+  $("#zoom-label").textContent = `${Math.round(S.zoom * 100)}%`;
+  document.body.dataset.zoom = S.zoom.toFixed(2);
+}
+function zoomAt(factor, clientX, clientY) {
+  const st = $("#stage").getBoundingClientRect();
+  const z = Math.max(1, Math.min(16, S.zoom * factor));
+  const cx = clientX - (st.left + st.width / 2), cy = clientY - (st.top + st.height / 2);
+  // keep the image point under the cursor in place
+  S.panX = cx - (cx - S.panX) * z / S.zoom;
+  S.panY = cy - (cy - S.panY) * z / S.zoom;
+  S.zoom = z;
+  if (z === 1) { S.panX = S.panY = 0; }
+  applyZoom();
+}
+function zoomFit() { S.zoom = 1; S.panX = S.panY = 0; applyZoom(); }
 function render() {
   const cv = $("#view");
   const ctx = cv.getContext("2d");
@@ -261,9 +337,12 @@ function render() {
   ctx.globalCompositeOperation = "source-over";
   if (S.frameImg.complete && S.frameImg.naturalWidth) ctx.drawImage(S.frameImg, 0, 0, cv.width, cv.height);
   if (S.labelsImg.complete && S.labelsImg.naturalWidth) {
-    ctx.globalAlpha = 0.5;
-    ctx.drawImage(S.labelsImg, 0, 0);
-    ctx.globalAlpha = 1;
+    if (S.outline) { ctx.drawImage(outlineOf(S.labelsImg), 0, 0); }
+    else {
+      ctx.globalAlpha = S.opacity;
+      ctx.drawImage(S.labelsImg, 0, 0);
+      ctx.globalAlpha = 1;
+    }
   }
   if ((S.tool === "paint" || S.tool === "erase") && S.selected) {
     const tint = document.createElement("canvas");
@@ -303,21 +382,170 @@ function render() {
   document.body.dataset.clicks = String(n);
   $("#clear-clicks").disabled = !n;
 }
-function drawCoverage() {
-  const cv = $("#coverage");
+function outlineOf(img) {
+  // the label image's boundaries only: pixels whose label differs from a 4-neighbour's
+  if (S.outlineCache && S.outlineCache.src === img.src) return S.outlineCache.canvas;
+  const w = img.naturalWidth, h = img.naturalHeight;
+  const c = document.createElement("canvas");
+  c.width = w; c.height = h;
+  const t = c.getContext("2d");
+  t.drawImage(img, 0, 0);
+  const d = t.getImageData(0, 0, w, h), px = d.data;
+  const out = t.createImageData(w, h), o = out.data;
+  const key = (p) => (px[p] << 16) | (px[p + 1] << 8) | px[p + 2] | (px[p + 3] ? 1 << 24 : 0);
+  const r = Math.max(1, Math.round(w / 500));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = (y * w + x) * 4;
+      if (!px[p + 3]) continue;  // background
+      const k = key(p);
+      let edge = x === 0 || y === 0 || x === w - 1 || y === h - 1;
+      if (!edge) edge = key(p - 4) !== k || key(p + 4) !== k || key(p - 4 * w) !== k || key(p + 4 * w) !== k;
+      if (edge) {
+        for (let dy = -r + 1; dy < r; dy++) for (let dx = -r + 1; dx < r; dx++) {
+          const xx = x + dx, yy = y + dy;
+          if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
+          const q = (yy * w + xx) * 4;
+          o[q] = px[p]; o[q + 1] = px[p + 1]; o[q + 2] = px[p + 2]; o[q + 3] = 255;
+        }
+      }
+    }
+  }
+  t.putImageData(out, 0, 0);
+  S.outlineCache = { src: img.src, canvas: c };
+  return c;
+}
+function drawTracks() {
+  // one row per object: tracked frames in its colour (fainter where the tracker was less sure,
+  // an orange mark below 0.5), keyframes in white, the current frame as a line
+  const cv = $("#tracks");
+  if (!S.session) { cv.getContext("2d").clearRect(0, 0, cv.width, cv.height); return; }
+  const ids = Object.keys(S.session.objects).map(Number).sort((a, b) => a - b);
+  const rowH = 8, rows = Math.max(1, ids.length);
+  const want = Math.min(rows, 12) * rowH + 2;
+  if (cv.height !== want) { cv.height = want; cv.style.height = `${want}px`; }
   const ctx = cv.getContext("2d");
   ctx.clearRect(0, 0, cv.width, cv.height);
-  if (!S.session || !S.selected) return;
-  const n = S.session.num_frames;
-  const frames = S.session.coverage[String(S.selected)] || [];
-  const kfs = Object.keys(S.session.keyframes[String(S.selected)] || {}).map(Number);
-  const [r, g, b] = paletteColor(S.selected);
-  ctx.fillStyle = `rgba(${r},${g},${b},0.55)`;
-  for (const f of frames) ctx.fillRect(f / n * cv.width, 0, Math.max(1, cv.width / n), cv.height);
-  ctx.fillStyle = "#fff";
-  for (const f of kfs) ctx.fillRect(f / n * cv.width, 0, Math.max(2, cv.width / n), cv.height);
+  const n = S.session.num_frames, fw = Math.max(1, cv.width / n);
+  ids.slice(0, 12).forEach((o, row) => {
+    const y = 1 + row * rowH;
+    const [r, g, b] = paletteColor(o);
+    const sc = S.scores[String(o)] || {};
+    if (o === S.selected) { ctx.fillStyle = "#2c3440"; ctx.fillRect(0, y, cv.width, rowH); }
+    const [lr, lg, lb] = [r, g, b].map((c) => Math.round(90 + c * 0.65));  // readable on dark
+    for (const f of S.session.coverage[String(o)] || []) {
+      const v = sc[String(f)];
+      ctx.fillStyle = `rgba(${lr},${lg},${lb},${v === undefined ? 0.9 : 0.35 + 0.55 * v})`;
+      ctx.fillRect(f / n * cv.width, y + 1, fw, rowH - 2);
+      if (v !== undefined && v < 0.5) {  // unsure: an orange mark on top
+        ctx.fillStyle = "#ff9f1a";
+        ctx.fillRect(f / n * cv.width, y + 1, fw, 3);
+      }
+    }
+    ctx.fillStyle = "#fff";
+    for (const f of Object.keys(S.session.keyframes[String(o)] || {}).map(Number)) {
+      ctx.fillRect(f / n * cv.width, y, Math.max(2, fw), rowH);
+    }
+  });
+  ctx.fillStyle = "#f0c36b";
+  ctx.fillRect((S.frame + 0.5) / n * cv.width - 1, 0, 2, cv.height);
 }
-
+function nextLowFrame() {
+  if (!S.session) return;
+  const objs = S.selected ? [S.selected] : Object.keys(S.scores).map(Number);
+  let best = null, score = null;
+  for (const o of objs) {
+    for (const [f, v] of Object.entries(S.scores[String(o)] || {})) {
+      const i = +f;
+      if (v < 0.5 && i > S.frame && (best === null || i < best)) { best = i; score = v; }
+    }
+  }
+  if (best === null) { setStatus("no unsure frame after this one"); return; }
+  setStatus(`frame ${best + 1}: the tracker was unsure (score ${score.toFixed(2)})`);
+  gotoFrame(best);
+}
+function keyframeStep(dir) {
+  if (!S.session || !S.selected) return;
+  const kfs = Object.keys(S.session.keyframes[String(S.selected)] || {}).map(Number).sort((a, b) => a - b);
+  const t = dir > 0 ? kfs.find((f) => f > S.frame) : kfs.reverse().find((f) => f < S.frame);
+  if (t === undefined) { setStatus(`no ${dir > 0 ? "later" : "earlier"} keyframe of this object`); return; }
+  gotoFrame(t);
+}
+function stepObject(dir) {
+  if (!S.session) return;
+  const ids = Object.keys(S.session.objects).map(Number).sort((a, b) => a - b);
+  if (!ids.length) return;
+  const k = ids.indexOf(S.selected);
+  selectObject(ids[(k + dir + ids.length) % ids.length]);
+}
+// play / pause
+function stopPlaying() {
+  if (S.playTimer) { clearInterval(S.playTimer); S.playTimer = null; }
+  const b = $("#play");
+  if (b) b.innerHTML = "&#9654; play";
+  document.body.dataset.playing = "0";
+}
+function togglePlay() {
+  if (!S.session) return;
+  if (S.playTimer) { stopPlaying(); return; }
+  if (S.frame >= S.session.num_frames - 1) gotoFrame(0);
+  const fps = Math.min(25, S.session.fps || 10);
+  S.playTimer = setInterval(() => {
+    if (!S.session || S.frame >= S.session.num_frames - 1) { stopPlaying(); return; }
+    if (!S.loadingFrame) gotoFrame(S.frame + 1);
+  }, 1000 / fps);
+  $("#play").innerHTML = "&#10074;&#10074; pause";
+  document.body.dataset.playing = "1";
+}
+// undo / redo of the user's edits (kept by the server)
+function updateUndo() {
+  const s = S.session;
+  $("#undo").disabled = !(s && s.history && s.history.length);
+  $("#redo").disabled = !(s && s.redo && s.redo.length);
+  const last = s && s.history && s.history.length ? s.history[s.history.length - 1].what : "";
+  $("#undo").title = last ? `undo the last ${last} (Ctrl+Z)` : "undo the last edit (Ctrl+Z)";
+}
+async function undo(redo) {
+  if (!S.session) return;
+  if (S.job) { setStatus("tracking is running: cancel it or wait before editing", true); return; }
+  const r = await api("POST", `/api/sessions/${S.session.id}/${redo ? "redo" : "undo"}`);
+  setStatus(`${redo ? "redid" : "undid"} the ${r.what} on frame ${r.frames.map((f) => f + 1).join(", ")}`);
+  S.undos = (S.undos || 0) + 1; document.body.dataset.undos = String(S.undos);
+  await refreshSession();
+  if (!r.frames.includes(S.frame)) await gotoFrame(r.frames[0], true);
+  else await gotoFrame(S.frame, true);
+  loadScores();
+}
+// importing a mask for the current frame
+async function importMask(file) {
+  if (!S.session || !file) return;
+  if (S.job) { setStatus("tracking is running: cancel it or wait before editing", true); return; }
+  const body = { index: S.frame, oid: S.selected || null, name: file.name };
+  if (file.name.toLowerCase().endsWith(".json")) {
+    let data;
+    try { data = JSON.parse(await file.text()); } catch (e) { setStatus(`'${file.name}' is not JSON`, true); return; }
+    if (data && Array.isArray(data.annotations)) {  // a COCO file: this frame's annotations
+      const img = (data.images || []).find((im) => im.frame_index === S.frame) || (data.images || [])[S.frame];
+      const anns = img ? data.annotations.filter((a) => a.image_id === img.id) : [];
+      if (!anns.length) { setStatus(`'${file.name}' has no annotation for frame ${S.frame + 1}`, true); return; }
+      data = anns;
+      body.oid = null;
+    }
+    body.rle = data;
+  } else {
+    const buf = new Uint8Array(await file.arrayBuffer());
+    let bin = "";
+    for (let i = 0; i < buf.length; i += 0x8000) bin += String.fromCharCode.apply(null, buf.subarray(i, i + 0x8000));
+    body.png = btoa(bin);
+  }
+  const r = await api("POST", `/api/sessions/${S.session.id}/import`, body);
+  const objs = r.objects.map((o) => o.object);
+  if (!S.selected || !objs.includes(S.selected)) S.selected = objs[0];
+  setStatus(`imported '${file.name}' on frame ${S.frame + 1}: object${objs.length > 1 ? "s" : ""} ${objs.join(", ")}`);
+  S.imports = (S.imports || 0) + 1; document.body.dataset.imports = String(S.imports);
+  await refreshSession();
+  await gotoFrame(S.frame, true);
+}
 // ---------------------------------------------------------------- drawing ---------------------
 function imagePoint(ev) {
   const cv = $("#view");
@@ -345,19 +573,39 @@ function paintTo(p) {
   S.editDirty = true;
 }
 async function onDown(ev) {
-  if (!S.session || S.tool === "view") return;
+  if (!S.session) return;
+  if (ev.button === 1 || (S.tool === "view" && ev.button === 0)) {  // pan (zoomed in)
+    ev.preventDefault();
+    S.pan = [ev.clientX, ev.clientY, S.panX, S.panY];
+    return;
+  }
+  if (S.tool === "view") return;
   const click = S.tool === "click";
   if (ev.button !== 0 && !(click && ev.button === 2)) return;
   if (S.job) { setStatus("tracking is running: cancel it or wait before editing", true); return; }
+  stopPlaying();
   if (click) { ev.preventDefault(); await addClick(imagePoint(ev), ev.button === 0 && !ev.shiftKey); return; }
-  if (!S.selected) { await newObject(); await loadEditMask(); }
   const p = imagePoint(ev);
+  // start the gesture at once; an object made for it is awaited when the gesture ends (a quick
+  // box on a session without objects is not lost)
   if (S.tool === "box") { S.drag = [p[0], p[1], p[0], p[1]]; }
-  else { S.painting = true; S.lastPaint = null; paintTo(p); }
+  else { S.painting = true; S.lastPaint = null; }
+  if (!S.selected && !S.creating) {
+    if (S.painting) S.edit.getContext("2d").clearRect(0, 0, S.edit.width, S.edit.height);  // a new object has no mask
+    S.creating = newObject().finally(() => { S.creating = null; });
+  }
+  if (S.creating) await S.creating;
+  if (S.painting) paintTo(p);
   render();
 }
 function onMove(ev) {
   if (!S.session) return;
+  if (S.pan) {
+    S.panX = S.pan[2] + ev.clientX - S.pan[0];
+    S.panY = S.pan[3] + ev.clientY - S.pan[1];
+    applyZoom();
+    return;
+  }
   const p = imagePoint(ev);
   S.cursor = p;
   if (S.drag) { S.drag[2] = p[0]; S.drag[3] = p[1]; }
@@ -365,6 +613,8 @@ function onMove(ev) {
   if (S.drag || S.painting || S.tool === "paint" || S.tool === "erase") render();
 }
 async function onUp() {
+  if (S.pan) { S.pan = null; return; }
+  if (S.creating) await S.creating;
   const sid = S.session && S.session.id;
   if (S.drag) {
     const [x0, y0, x1, y1] = S.drag;
@@ -466,8 +716,10 @@ async function track(direction) {
   } else {
     objects = S.selected ? [S.selected] : [];
   }
+  stopPlaying();
   const job = await api("POST", `/api/sessions/${S.session.id}/track`,
     { frame: S.frame, objects, direction, method: $("#method").value });
+  if ($("#method").value === "auto") setStatus(`tracking with ${job.method}, the best measured method for this init`);
   watchJob(job.id);
 }
 function setJobUi(running) {
@@ -485,14 +737,15 @@ function watchJob(id) {
     const st = JSON.parse(m.data);
     $("#progress").max = Math.max(1, st.total);
     $("#progress").value = st.done;
-    $("#job-text").textContent = `${st.method}: ${st.state} ${st.done}/${st.total} frames, ` +
-      `${st.fps.toFixed(1)} fps` + (st.message ? ` \u2014 ${st.message}` : "");
+    $("#job-text").textContent = st.state === "loading" ? `${st.method}: ${st.message} ...` :
+      `${st.method}: ${st.state} ${st.done}/${st.total} frames, ${st.fps.toFixed(1)} fps` +
+      (st.message ? ` \u2014 ${st.message}` : "");
     if (st.frames.length && S.session) {  // grow the coverage strip as masks arrive
       for (const o of st.objects) {
         const cov = S.session.coverage[String(o)] || (S.session.coverage[String(o)] = []);
         for (const f of st.frames) if (!cov.includes(f)) cov.push(f);
       }
-      drawCoverage();
+      drawTracks();
       renderObjects();
       if ($("#follow").checked) followFrame(st.frames[st.frames.length - 1]);
     }
@@ -502,8 +755,15 @@ function watchJob(id) {
       document.body.dataset.lastJob = st.state;
       S.jobsFinished = (S.jobsFinished || 0) + 1;
       document.body.dataset.jobsFinished = String(S.jobsFinished);
-      setStatus(`tracking ${st.state}` + (st.message ? ": " + st.message : ""), st.state === "error");
-      refreshSession().then(() => gotoFrame(S.frame, true));
+      // the view followed the job: go back to the frame it started from (where the next
+      // "back" or "fwd" starts), and say where it stopped
+      const followed = $("#follow").checked && st.current >= 0;
+      let text = `tracking ${st.state}` + (st.message ? ": " + st.message : "");
+      if (st.state === "cancelled" && st.current >= 0) text += ` at frame ${st.current + 1}`;
+      if (followed) text += `; back on frame ${st.start + 1}, where it started`;
+      setStatus(text, st.state === "error");
+      if (S.followTimer) { clearTimeout(S.followTimer); S.followTimer = null; }
+      refreshSession().then(() => gotoFrame(followed ? st.start : S.frame, true)).then(loadScores);
     }
   };
   es.onerror = () => { /* the browser reconnects by itself; the final event closes it */ };
@@ -529,7 +789,14 @@ async function exportAll() {
   setStatus("exporting ...");
   const r = await api("POST", `/api/sessions/${S.session.id}/export`, { formats });
   const box = $("#exports");
-  box.innerHTML = `<div class="muted">${r.folder}</div>`;
+  box.innerHTML = "";
+  const zip = document.createElement("a");
+  zip.id = "zip-link"; zip.href = `/api/sessions/${S.session.id}/export.zip`;
+  zip.textContent = "\u2913 download all (zip)"; zip.download = "";
+  const head = document.createElement("div"); head.className = "item"; head.appendChild(zip);
+  box.appendChild(head);
+  const where = document.createElement("div"); where.className = "muted"; where.textContent = r.folder;
+  box.appendChild(where);
   for (const f of r.files) {
     const it = document.createElement("div");
     it.className = "item export-file";
@@ -542,54 +809,143 @@ async function exportAll() {
     }
     box.appendChild(it);
   }
+  const video = $("#overlay-video");
+  const ov = r.files.find((f) => f.startsWith("overlay."));
+  if (ov) {  // play the overlay back in the page
+    video.hidden = false;
+    video.src = `/api/sessions/${S.session.id}/export/${encodeURIComponent(ov)}?t=${Date.now()}`;
+    video.load();
+  } else { video.hidden = true; video.removeAttribute("src"); }
   setStatus("exported " + r.files.join(", "));
   document.body.dataset.exported = r.files.join(",");
 }
 
 // ---------------------------------------------------------------- wiring ----------------------
+function methodLabel(m) {
+  const inits = m.inits.join("/");
+  return `${m.name} \u2014 ${inits} \u00b7 ${m.learns} \u00b7 ${m.speed} \u00b7 ${m.quality}`;
+}
+function setMethod(name) {
+  const sel = $("#method");
+  sel.value = [...sel.options].some((o) => o.value === name) ? name : "auto";
+  showMethodInfo();
+}
+function showMethodInfo() {
+  const v = $("#method").value;
+  const cat = (S.info.catalogue || []).find((m) => m.name === v);
+  $("#method-info").textContent = v === "auto"
+    ? `picks the best measured method for how the object is given: ${S.info.best.mask} from a mask, ${S.info.best.box} from a box`
+    : (cat ? cat.summary : "");
+}
+function typeFrame() {
+  const el = $("#frame-input");
+  const n = parseInt(el.value, 10);
+  if (!S.session || !Number.isFinite(n)) return;
+  gotoFrame(Math.max(1, Math.min(S.session.num_frames, n)) - 1);
+  el.blur();
+}
+function onKey(e) {
+  const tag = e.target.tagName;
+  if ((tag === "INPUT" && ["text", "number"].includes(e.target.type)) || tag === "SELECT" || tag === "TEXTAREA") return;
+  const ctrl = e.ctrlKey || e.metaKey;
+  if (ctrl && (e.key === "z" || e.key === "Z")) { undo(e.shiftKey).catch(() => {}); e.preventDefault(); return; }
+  if (ctrl && e.key === "y") { undo(true).catch(() => {}); e.preventDefault(); return; }
+  if (ctrl || e.altKey) return;
+  const brush = (d) => { S.brush = Math.max(2, Math.min(80, S.brush + d)); $("#brush").value = S.brush; render(); };
+  const keys = { ArrowLeft: () => gotoFrame(S.frame - 1), ArrowRight: () => gotoFrame(S.frame + 1),
+    v: () => setTool("view"), b: () => setTool("box"), c: () => setTool("click"), p: () => setTool("paint"),
+    e: () => setTool("erase"), Escape: () => { clearClicks(); $("#help").hidden = true; },
+    " ": () => togglePlay(), ",": () => keyframeStep(-1), ".": () => keyframeStep(1),
+    l: () => nextLowFrame(), n: () => newObject().catch(() => {}), "[": () => brush(-4), "]": () => brush(4),
+    t: () => track("both").catch(() => {}), F: () => track("forward").catch(() => {}),
+    B: () => track("backward").catch(() => {}), o: () => { $("#outline").checked = !$("#outline").checked; S.outline = $("#outline").checked; render(); },
+    0: () => zoomFit(), g: () => { $("#frame-input").focus(); $("#frame-input").select(); },
+    "?": () => { $("#help").hidden = !$("#help").hidden; },
+    Tab: () => stepObject(e.shiftKey ? -1 : 1) };
+  if (/^[1-9]$/.test(e.key)) {
+    const ids = S.session ? Object.keys(S.session.objects).map(Number).sort((a, b) => a - b) : [];
+    if (ids[+e.key - 1] !== undefined) selectObject(ids[+e.key - 1]);
+    e.preventDefault();
+    return;
+  }
+  if (S.job && ["t", "F", "B"].includes(e.key)) return;
+  if (keys[e.key]) { keys[e.key](); e.preventDefault(); }
+}
 async function init() {
   S.info = await api("GET", "/api/info");
   const sel = $("#method");
-  for (const m of S.info.methods) { const o = document.createElement("option"); o.value = o.textContent = m; sel.appendChild(o); }
-  sel.value = "flow";
-  sel.onchange = () => S.session && api("PATCH", `/api/sessions/${S.session.id}`, { method: sel.value });
+  const auto = document.createElement("option");
+  auto.value = "auto";
+  auto.textContent = `auto \u2014 best for the init (${S.info.best.mask} from a mask, ${S.info.best.box} from a box)`;
+  sel.appendChild(auto);
+  const cat = Object.fromEntries((S.info.catalogue || []).map((m) => [m.name, m]));
+  for (const m of S.info.methods) {
+    const o = document.createElement("option");
+    o.value = m;
+    o.textContent = cat[m] ? methodLabel(cat[m]) : m;
+    if (cat[m]) o.title = cat[m].summary;
+    sel.appendChild(o);
+  }
+  setMethod("auto");
+  sel.onchange = () => { showMethodInfo(); if (S.session) api("PATCH", `/api/sessions/${S.session.id}`, { method: sel.value }).catch(() => {}); };
   $("#open-btn").onclick = () => openPath($("#path").value).catch(() => {});
   $("#path").onkeydown = (e) => { if (e.key === "Enter") openPath($("#path").value).catch(() => {}); };
   $("#upload-btn").onclick = () => upload().catch(() => {});
   $("#new-object").onclick = () => newObject().catch(() => {});
+  $("#import-btn").onclick = () => { if (S.session) $("#import-file").click(); else setStatus("open a video first", true); };
+  $("#import-file").onchange = (e) => { const f = e.target.files[0]; e.target.value = ""; importMask(f).catch(() => {}); };
   $("#track-both").onclick = () => track("both").catch(() => {});
   $("#track-fwd").onclick = () => track("forward").catch(() => {});
   $("#track-back").onclick = () => track("backward").catch(() => {});
   $("#cancel").onclick = () => S.job && api("POST", `/api/jobs/${S.job}/cancel`).catch(() => {});
   $("#export-btn").onclick = () => exportAll().catch(() => {});
-  $("#scrub").oninput = (e) => gotoFrame(+e.target.value);
-  $("#prev").onclick = () => gotoFrame(S.frame - 1);
-  $("#next").onclick = () => gotoFrame(S.frame + 1);
+  $("#scrub").oninput = (e) => { stopPlaying(); gotoFrame(+e.target.value); };
+  $("#prev").onclick = () => { stopPlaying(); gotoFrame(S.frame - 1); };
+  $("#next").onclick = () => { stopPlaying(); gotoFrame(S.frame + 1); };
+  $("#play").onclick = () => togglePlay();
+  $("#next-low").onclick = () => nextLowFrame();
+  $("#frame-input").onkeydown = (e) => { if (e.key === "Enter") typeFrame(); if (e.key === "Escape") e.target.blur(); };
+  $("#frame-input").onchange = () => typeFrame();
   $("#brush").oninput = (e) => { S.brush = +e.target.value; };
+  $("#opacity").oninput = (e) => { S.opacity = +e.target.value / 100; render(); };
+  $("#outline").onchange = (e) => { S.outline = e.target.checked; render(); };
+  $("#zoom-fit").onclick = () => zoomFit();
+  $("#undo").onclick = () => undo(false).catch(() => {});
+  $("#redo").onclick = () => undo(true).catch(() => {});
+  $("#help-btn").onclick = () => { $("#help").hidden = !$("#help").hidden; };
   for (const b of document.querySelectorAll(".tool")) b.onclick = () => setTool(b.dataset.tool);
   $("#clear-clicks").onclick = () => clearClicks();
   const cv = $("#view");
   cv.addEventListener("mousedown", (e) => onDown(e).catch(() => {}));
   cv.addEventListener("contextmenu", (e) => { if (S.tool === "click") e.preventDefault(); });
-  cv.addEventListener("mousemove", onMove);
+  window.addEventListener("mousemove", onMove);
   window.addEventListener("mouseup", () => onUp().catch(() => {}));
   cv.addEventListener("mouseleave", () => { S.cursor = null; render(); });
-  document.addEventListener("keydown", (e) => {
-    if (e.target.tagName === "INPUT" && e.target.type === "text") return;
-    const keys = { ArrowLeft: () => gotoFrame(S.frame - 1), ArrowRight: () => gotoFrame(S.frame + 1),
-      v: () => setTool("view"), b: () => setTool("box"), c: () => setTool("click"), p: () => setTool("paint"),
-      e: () => setTool("erase"), Escape: () => clearClicks() };
-    if (keys[e.key]) { keys[e.key](); e.preventDefault(); }
+  $("#stage").addEventListener("wheel", (e) => {
+    if (!S.session) return;
+    e.preventDefault();
+    zoomAt(e.deltaY < 0 ? 1.25 : 0.8, e.clientX, e.clientY);
+  }, { passive: false });
+  $("#tracks").addEventListener("mousedown", (e) => {
+    if (!S.session) return;
+    const r = $("#tracks").getBoundingClientRect();
+    gotoFrame(Math.floor((e.clientX - r.left) / r.width * S.session.num_frames));
   });
+  document.addEventListener("keydown", onKey);
+  const video = $("#overlay-video");
+  video.addEventListener("canplay", () => { document.body.dataset.overlay = "canplay"; });
+  video.addEventListener("error", () => { document.body.dataset.overlay = "error"; setStatus("the browser cannot play the overlay video", true); });
   window.addEventListener("resize", fitCanvas);
   setJobUi(false);
   browse().catch(() => {});
   listSessions().catch(() => {});
-  const want = new URL(location.href).searchParams.get("session") || localStorage.getItem("segtrack.session");
+  // the session named in the URL, else the video the server was started with, else the last one
+  const want = new URL(location.href).searchParams.get("session") || S.info.start_session ||
+    localStorage.getItem("segtrack.session");
   if (want) {
     try { await loadSession(await api("GET", "/api/sessions/" + want)); setStatus(""); } catch (e) { setStatus(""); }
   }
-  setInterval(() => { if (!S.job && !S.painting && !S.drag && !S.segBusy) refreshSession().catch(() => {}); }, 3000);
+  setInterval(() => { if (!S.job && !S.painting && !S.drag && !S.segBusy && !S.playTimer) refreshSession().catch(() => {}); }, 3000);
   document.body.dataset.ready = "1";
 }
 init();
