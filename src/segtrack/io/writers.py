@@ -276,7 +276,7 @@ class _PyAVVideo:
 
     CODECS = {".webm": ("libvpx-vp9", "webm", {"deadline": "realtime", "cpu-used": "8",
                                                 "crf": "32", "b": "0", "row-mt": "1"})}
-    H264 = ("libx264", "mp4", {"preset": "veryfast", "crf": "20", "movflags": "+faststart"})
+    H264 = ("libx264", "mp4", {"preset": "superfast", "crf": "20", "movflags": "+faststart"})
 
     def __init__(self, path: Path, final_suffix: str, fps: float, size: tuple[int, int]):
         from fractions import Fraction

@@ -739,6 +739,7 @@ function watchJob(id) {
     $("#progress").value = st.done;
     $("#job-text").textContent = st.state === "loading" ? `${st.method}: ${st.message} ...` :
       `${st.method}: ${st.state} ${st.done}/${st.total} frames, ${st.fps.toFixed(1)} fps` +
+      (st.track_fps ? ` (${st.track_fps.toFixed(1)} tracking alone)` : "") +
       (st.message ? ` \u2014 ${st.message}` : "");
     if (st.frames.length && S.session) {  // grow the coverage strip as masks arrive
       for (const o of st.objects) {
@@ -847,6 +848,7 @@ function typeFrame() {
 function onKey(e) {
   const tag = e.target.tagName;
   if ((tag === "INPUT" && ["text", "number"].includes(e.target.type)) || tag === "SELECT" || tag === "TEXTAREA") return;
+  if (tag === "INPUT" && e.target.type === "range" && e.key.startsWith("Arrow")) return;  // the slider moves itself
   const ctrl = e.ctrlKey || e.metaKey;
   if (ctrl && (e.key === "z" || e.key === "Z")) { undo(e.shiftKey).catch(() => {}); e.preventDefault(); return; }
   if (ctrl && e.key === "y") { undo(true).catch(() => {}); e.preventDefault(); return; }
