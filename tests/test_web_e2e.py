@@ -536,9 +536,21 @@ def test_annotation_tools(started, tmp_path):
         edge = page.evaluate(PIXEL, [140, 25])  # the outline in object 2's colour
         assert tuple(edge[:3]) == tuple(int(v) for v in davis_palette()[2])
         page.keyboard.press("o")
+        page.eval_on_selector("#opacity",  # opacity 0: the frame as it is
+                              "e => { e.value = 0; e.dispatchEvent(new Event('input')); }")
+        clear = page.evaluate(PIXEL, list(inside))
+        assert np.abs(np.array(clear[:3]) - frame[inside[1], inside[0]]).max() <= 2
+        page.eval_on_selector("#opacity",
+                              "e => { e.value = 50; e.dispatchEvent(new Event('input')); }")
         page.mouse.move(*_to_page(page, 100, 60))
         page.mouse.wheel(0, -300)
         page.wait_for_function("parseFloat(document.body.dataset.zoom) > 1.2")
+        before = page.evaluate("window.segtrack.panX")
+        page.mouse.move(*_to_page(page, 100, 60))  # pan: drag in View
+        page.mouse.down()
+        page.mouse.move(*_to_page(page, 60, 60))
+        page.mouse.up()
+        assert page.evaluate("window.segtrack.panX") < before - 20
         page.screenshot(path=str(shots / "11-zoomed.png"))
         page.keyboard.press("0")
         page.wait_for_function("document.body.dataset.zoom === '1.00'")
@@ -547,6 +559,10 @@ def test_annotation_tools(started, tmp_path):
         page.wait_for_function("+document.body.dataset.frame >= 9", timeout=10_000)
         page.keyboard.press(" ")
         page.wait_for_selector("body[data-playing='0']")
+        # the timeline: a click goes to that frame
+        r = page.locator("#tracks").bounding_box()
+        page.mouse.click(r["x"] + r["width"] * 12.5 / N, r["y"] + 3)
+        page.wait_for_selector("body[data-frame='12']")
         # the keyboard help
         page.keyboard.press("?")
         assert page.is_visible("#help") and "undo" in page.inner_text("#help")
