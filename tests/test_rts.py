@@ -107,6 +107,7 @@ def test_memory_rules_a_to_d():
     first = tr.seg_mem.items[0][0]
     for f in frames[1:]:
         tr.track(f)
+    tr._flush()  # the last frame's update waits for the next frame (or the objects' feedback)
     assert len(tr.seg_mem) == 9 and len(tr.inst_mem) == 9
     assert tr.seg_mem.items[0][0] is first
     # (d) instance branch never confident: no memory update at all
@@ -114,12 +115,14 @@ def test_memory_rules_a_to_d():
     tr.init(frames[0], mask=masks[0])
     for f in frames[1:]:
         tr.track(f)
+    tr._flush()  # the last frame's update waits for the next frame (or the objects' feedback)
     assert len(tr.seg_mem) == 4 and len(tr.inst_mem) == 4
     # (c) segmentation never valid: instance memory only
     tr = load_tracker("rts", t_ss=1.01)
     tr.init(frames[0], mask=masks[0])
     for f in frames[1:]:
         tr.track(f)
+    tr._flush()  # the last frame's update waits for the next frame (or the objects' feedback)
     assert len(tr.seg_mem) == 4 and len(tr.inst_mem) == 9
     # capacity: the first-frame samples stay, the total is bounded
     tr = load_tracker("rts", seg_memory=6, inst_memory=5)
@@ -127,6 +130,7 @@ def test_memory_rules_a_to_d():
     first = tr.seg_mem.items[0][0]
     for f in frames[1:]:
         tr.track(f)
+    tr._flush()  # the last frame's update waits for the next frame (or the objects' feedback)
     assert len(tr.seg_mem) == 6 and len(tr.inst_mem) == 5 and tr.seg_mem.items[0][0] is first
 
 
@@ -135,6 +139,7 @@ def test_update_schedule_after_frame_100():
     tr = load_tracker("rts", update_all_until=0, update_every=20)
     tr.init(frames[0], mask=masks[0])
     tr.track(frames[1])  # frame 1: not a multiple of 20 -> no update
+    tr._flush()
     assert len(tr.seg_mem) == 4
 
 

@@ -130,7 +130,8 @@ def track_video(
                 raise InputError("nothing to track: give a mask, a box or objects")
         t0 = time.perf_counter()
         started = [k for k, spec in pending.items() if starts.get(k, frame) == fr.index]
-        preds = multi.track(fr.image, skip=set(started)) if multi.trackers else {}
+        tracked = multi.track(fr.image, skip=set(started)) if multi.trackers else {}
+        preds = dict(tracked)
         for k in started:
             spec = pending.pop(k)
             try:
@@ -142,6 +143,7 @@ def track_video(
             except InputError as e:
                 raise InputError(f"object {k} on frame {fr.index} ({fr.name}): {e}") from None
         preds, labels = resolve_overlaps(preds, fr.size)
+        multi.feedback(tracked, preds, labels)  # each tracker goes on from its final mask
         dt = time.perf_counter() - t0
         yield TrackResult(fr, preds, labels, dt, started)
     if pending:

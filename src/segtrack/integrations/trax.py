@@ -120,12 +120,9 @@ class TraxSession:
 
     def frame(self, image: np.ndarray) -> list[tuple]:
         """Track every object into ``image``; returns their states (object order)."""
-        from segtrack.trackers.multi import resolve_overlaps
-
         if self.multi is None:
             raise InputError("TraX frame before initialize")
-        preds = self.multi.track(image)
-        preds, _ = resolve_overlaps(preds, image.shape[:2])
+        preds, _ = self.multi.step(image)
         return self._states(preds, image.shape[:2])
 
     def _states(self, preds: dict, shape: tuple[int, int]) -> list[tuple]:

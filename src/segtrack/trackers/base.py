@@ -172,6 +172,18 @@ class Tracker(ABC):
             )
         self.frame_index += 1
 
+    def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
+        """The object's final mask on the frame just tracked, after several objects' overlaps
+        were resolved, and ``others``: the pixels the other objects hold there.
+
+        Called by the multi-object runner only where the objects' masks touched (otherwise the
+        final mask is the tracker's own). Methods that carry state from frame to frame (the
+        previous mask, online memories) take it from the final mask, with the other objects'
+        pixels as background, so that an object does not keep learning or propagating pixels
+        that went to a neighbour. Default: nothing.
+        """
+        return None
+
     @staticmethod
     def track_many(trackers: list[Tracker], frame: np.ndarray) -> list[Prediction]:
         """Track several objects on one frame.  Trackers with equal :meth:`batch_key` share

@@ -90,6 +90,14 @@ class FlowTracker(Tracker):
         self._interp = cv2.INTER_NEAREST if p.interpolation == "nearest" else cv2.INTER_LINEAR
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
+    def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
+        """Pixels that went to another object are not carried to the next frame."""
+        if getattr(self, "_prob", None) is None:
+            return
+        h, w = self._prob.shape[:2]
+        o = cv2.resize(others.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+        self._prob = np.where(o, 0.0, self._prob).astype(np.float32)
+
     def _small_gray(self, frame: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         if self._small_size != (gray.shape[1], gray.shape[0]):

@@ -1,12 +1,17 @@
-"""Multi-object tracking: one single-object tracker per object, overlaps resolved by score.
+"""Multi-object tracking: one single-object tracker per object, overlaps resolved jointly.
 
 Objects of one method share the per-frame work their trackers allow (``Tracker.track_many``:
 one batched backbone pass for crop-based methods, one feature / flow computation for the
 methods that look at the whole frame).
 
 Objects may start on any frame (``add``). After every frame each pixel claimed by several
-objects goes to the object with the highest soft score there (the per-pixel probability where the
-method has one, else its frame score), so the label map gives every pixel one label.
+objects goes to the object with the highest soft score there (the per-pixel probability where
+the method has one, else its frame score; the probabilities are compared normalised together
+with the background, :func:`soft_aggregate`), so the label map gives every pixel one label.
+Each tracker is then told its final mask and the pixels the others hold
+(:meth:`MultiObjectTracker.feedback`), so that what it carries to the next frame (previous mask,
+online memories) excludes its neighbours: an object that disappears behind another is not
+continued on the other's pixels.
 """
 
 from __future__ import annotations
@@ -49,6 +54,42 @@ class MultiObjectTracker:
         preds = Tracker.track_many([self.trackers[k] for k in ids], frame)
         return dict(zip(ids, preds))
 
+    def feedback(self, own: dict[int, Prediction], final: dict[int, Prediction],
+                 labels: np.ndarray) -> None:
+        """Tell each tracker its final mask (after :func:`resolve_overlaps`) where it changed:
+        ``own`` are the trackers' predictions, ``final`` and ``labels`` the resolved ones."""
+        with stage("feedback"):
+            for k, p in own.items():
+                f = final.get(k)
+                if f is None or k not in self.trackers or f is p:
+                    continue
+                others = (labels != 0) & (labels != k)
+                self.trackers[k].feedback(f.mask, others)
+
+    def step(self, frame: np.ndarray, skip: set[int] | None = None
+             ) -> tuple[dict[int, Prediction], np.ndarray]:
+        """:meth:`track`, :func:`resolve_overlaps` and :meth:`feedback` in one call."""
+        own = self.track(frame, skip=skip)
+        final, labels = resolve_overlaps(own, frame.shape[:2])
+        self.feedback(own, final, labels)
+        return final, labels
+
+
+def soft_aggregate(probs: list[np.ndarray]) -> np.ndarray:
+    """Background and K objects' probabilities normalised together (LWL / STM soft aggregation).
+
+    ``probs`` are the objects' own foreground probabilities (each independent of the others);
+    returns ``(K + 1, H, W)`` float32, background first, summing to one at every pixel:
+    ``P_k = o_k / (1 + sum_j o_j)`` with the odds ``o_k = p_k / (1 - p_k)``. The order of the
+    objects at a pixel is that of their own probabilities, so an object never loses a pixel to
+    one with a lower probability there.
+    """
+    eps = 1e-6
+    p = np.clip(np.stack([np.asarray(q, np.float32) for q in probs]), eps, 1.0 - eps)
+    odds = p / (1.0 - p)
+    total = 1.0 + odds.sum(axis=0)
+    return np.concatenate([(1.0 / total)[None], odds / total[None]]).astype(np.float32)
+
 
 def resolve_overlaps(
     preds: dict[int, Prediction], shape: tuple[int, int]
@@ -72,11 +113,16 @@ def _resolve(preds: dict[int, Prediction], shape: tuple[int, int],
         k = ids[0]
         labels[preds[k].mask] = k
         return preds, labels
+    # the objects' probabilities normalised together with the background; a pixel claimed by
+    # several masks goes to the claimant with the highest joint probability there (methods
+    # without per-pixel probabilities count with their frame score)
+    own = [preds[k].scores if preds[k].scores is not None
+           else np.full(shape, preds[k].score, np.float32) for k in ids]
+    joint = soft_aggregate(own)
     best = np.full(shape, -np.inf, np.float32)
-    for k in ids:
+    for i, k in enumerate(ids):
         p = preds[k]
-        s = p.scores if p.scores is not None else np.full(shape, p.score, np.float32)
-        s = np.where(p.mask, s.astype(np.float32) + 1e-6 * p.score, -np.inf)
+        s = np.where(p.mask, joint[i + 1] + 1e-6 * p.score, -np.inf)
         win = s > best
         labels[win] = k
         best = np.where(win, s, best)

@@ -374,6 +374,18 @@ class OSVOSTracker(Tracker):
     def batch_key(self):
         return (self._graph_key, self.name)
 
+    def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
+        """The previous mask (MaskTrack's guidance, OnAVOS's positives) loses the pixels that
+        went to another object."""
+        prev = getattr(self, "prev_mask", None)
+        if prev is None:
+            return
+        h, w = prev.shape[:2]
+        o = cv2.resize(others.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+        kept = prev & ~o
+        if kept.any():
+            self.prev_mask = kept
+
     def _track(self, frame) -> Prediction:
         return self._track_many([self], frame)[0]
 

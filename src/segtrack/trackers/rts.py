@@ -269,6 +269,7 @@ class RTSTracker(Tracker):
         self.tau = None
         self.kappa = None
         self.seg_changed = self.inst_changed = False
+        self._pending = None  # the last frame's memory update, applied before the next frame
         base = self._crop()
         n4 = p.crop_size // 4
         cell4 = n4 / (p.crop_size // 16)  # stride-4 pixels per stride-16 cell
@@ -334,6 +335,8 @@ class RTSTracker(Tracker):
         from segtrack.models.rts.search import crop_image
 
         first = trackers[0]
+        for t in trackers:  # the previous frame's memory updates (final masks by now)
+            t._flush()
         with stage("crop"):
             crops = [t._crop() for t in trackers]
             imgs = torch.from_numpy(np.stack([crop_image(frame, c) for c in crops]))
@@ -375,11 +378,35 @@ class RTSTracker(Tracker):
         with stage("edges"):
             full = p.refine(full, frame, crop.side / prob_np.shape[0])
             mask = full > p.threshold
-        # memories (rules a-d)
-        with stage("learn"):
-            self._update_memories(t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak)
+        # memories (rules a-d): applied before the next frame, so that with several objects the
+        # sample is the final mask (:meth:`feedback`), not pixels that went to a neighbour
+        self._pending = [t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak, crop]
         with stage("post"):
             return self._finish(mask, full, crop, peak, inst_ok, smax)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak, _crop = self._pending
+            self._pending = None
+            with stage("learn"):
+                self._update_memories(t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak)
+
+    def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
+        """The other objects' pixels become background in this frame's memory sample (hard
+        negatives), and the next search region follows the final mask."""
+        from segtrack.models.rts.search import crop_mask
+
+        if self._pending is not None:
+            prob4, prob_np, crop = self._pending[3], self._pending[4], self._pending[8]
+            keep = 1.0 - crop_mask(others, crop, size=prob_np.shape[0])
+            prob_np = (prob_np * keep).astype(np.float32)
+            prob4 = prob4 * torch.from_numpy(keep).to(prob4.device, prob4.dtype)[None, None]
+            self._pending[3], self._pending[4] = prob4, prob_np
+            self._pending[6] = bool((prob_np > self.params.t_ss).any())
+        if mask.any():
+            ys, xs_ = np.nonzero(mask)
+            x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
+            self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0), float(y1 - y0))
 
     def _update_memories(self, t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak) -> None:
         p = self.params

@@ -209,7 +209,7 @@ class JobManager:
                     inits: dict[int, dict[str, Any]], pending: dict[int, dict[int, float]],
                     flush: Any) -> None:
         """Track each direction of ``ranges``; scores go to ``pending``, ``flush`` saves them."""
-        from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps
+        from segtrack.trackers.multi import MultiObjectTracker
         from segtrack.trackers.registry import load_tracker
 
         project, sid = self.project, job.session
@@ -239,8 +239,7 @@ class JobManager:
                     break
                 image = project.read_frame(s, i)
                 t0 = time.perf_counter()
-                preds = multi.track(image)
-                preds, _ = resolve_overlaps(preds, image.shape[:2])
+                preds, _ = multi.step(image)
                 job.track_seconds += time.perf_counter() - t0
                 for o, p in preds.items():
                     if p.mask.any():

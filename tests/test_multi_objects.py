@@ -1,0 +1,163 @@
+"""Several objects at once: joint (soft) aggregation of their probabilities, the final masks fed
+back to each tracker, identities kept through a full occlusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segtrack.trackers.base import Tracker, make_prediction
+from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps, soft_aggregate
+from segtrack.trackers.registry import load_tracker
+
+
+def test_soft_aggregate_sums_to_one_and_keeps_the_order():
+    rng = np.random.default_rng(0)
+    probs = [rng.random((20, 30)).astype(np.float32) for _ in range(4)]
+    probs[0][0, 0], probs[1][0, 1] = 1.0, 0.0  # the extremes stay finite
+    joint = soft_aggregate(probs)
+    assert joint.shape == (5, 20, 30) and np.isfinite(joint).all()
+    assert np.allclose(joint.sum(axis=0), 1.0, atol=1e-5)
+    own = np.stack(probs)
+    # the objects' order at every pixel is that of their own probabilities
+    i, j = np.triu_indices(4, 1)
+    higher = own[i] > own[j] + 1e-4
+    assert (joint[1:][i][higher] >= joint[1:][j][higher]).all()
+    # one object alone: its probability, unchanged
+    assert np.allclose(soft_aggregate([probs[2]])[1], np.clip(probs[2], 1e-6, 1 - 1e-6),
+                       atol=1e-5)
+
+
+def test_no_pixel_goes_to_an_object_with_a_lower_probability():
+    rng = np.random.default_rng(1)
+    shape = (24, 24)
+    preds = {}
+    for k in (1, 2, 3):
+        p = rng.random(shape).astype(np.float32)
+        preds[k] = make_prediction(p > 0.3, score=0.5, scores=p)
+    final, labels = resolve_overlaps(preds, shape)
+    claimed = {k: preds[k].mask for k in preds}
+    for k in preds:
+        mine = labels == k
+        assert (mine <= claimed[k]).all()  # only pixels it claimed
+        for j in preds:
+            if j != k:  # where both claimed, the winner had the higher probability
+                both = mine & claimed[j]
+                assert (preds[k].scores[both] >= preds[j].scores[both]).all()
+        assert np.array_equal(final[k].mask, mine)
+    assert ((labels > 0) == np.logical_or.reduce(list(claimed.values()))).all()
+
+
+class _Fixed(Tracker):
+    """A tracker that predicts a fixed mask and records what it is told."""
+
+    name = "fixed"
+
+    def __init__(self, mask, prob):
+        super().__init__()
+        self.mask, self.prob, self.told = mask, prob, []
+
+    def _init(self, frame, mask, box):
+        pass
+
+    def _track(self, frame):
+        return make_prediction(self.mask, score=0.5, scores=self.prob)
+
+    def feedback(self, mask, others):
+        self.told.append((mask.copy(), others.copy()))
+
+
+def test_feedback_tells_trackers_their_final_masks_where_they_changed():
+    shape = (10, 10)
+    a = np.zeros(shape, bool)
+    a[2:6, 2:6] = True
+    b = np.zeros(shape, bool)
+    b[4:8, 4:8] = True
+    far = np.zeros(shape, bool)
+    far[0, 9] = True
+    trackers = iter([_Fixed(a, np.where(a, 0.9, 0.0).astype(np.float32)),
+                     _Fixed(b, np.where(b, 0.6, 0.0).astype(np.float32)),
+                     _Fixed(far, far.astype(np.float32))])
+    multi = MultiObjectTracker(lambda: next(trackers))
+    frame = np.zeros(shape + (3,), np.uint8)
+    for k, m in ((1, a), (2, b), (3, far)):
+        multi.add(k, frame, mask=m)
+    final, labels = multi.step(frame)
+    ta, tb, tf = (multi.trackers[k] for k in (1, 2, 3))
+    assert ta.told == [] and tf.told == []  # their masks did not change
+    assert len(tb.told) == 1
+    told_mask, others = tb.told[0]
+    assert np.array_equal(told_mask, b & ~a)  # the overlap went to object 1 (0.9 > 0.6)
+    assert np.array_equal(others, a | far)
+    assert np.array_equal(final[2].mask, b & ~a)
+
+
+def _occlusion_clip(n: int = 30):
+    """Object 1 (a textured square) moves right behind object 2 (another square, standing in
+    front), hidden entirely for several frames, and comes out on the other side."""
+    rng = np.random.default_rng(3)
+    H, W, S = 90, 160, 20
+    bg = rng.integers(40, 90, (H, W, 3), dtype=np.uint8)
+    tex1 = rng.integers(150, 255, (S, S, 3), dtype=np.uint8)
+    tex1[..., 2] //= 4
+    tex2 = rng.integers(0, 255, (S + 16, S + 16, 3), dtype=np.uint8)
+    tex2[..., 0] //= 4
+    frames, gt1, gt2 = [], [], []
+    for t in range(n):
+        img = bg.copy()
+        x1 = 10 + 4 * t
+        img[35:35 + S, x1:x1 + S] = tex1
+        img[27:27 + S + 16, 62:62 + S + 16] = tex2  # in front
+        m1 = np.zeros((H, W), bool)
+        m1[35:35 + S, x1:x1 + S] = True
+        m2 = np.zeros((H, W), bool)
+        m2[27:27 + S + 16, 62:62 + S + 16] = True
+        frames.append(img)
+        gt1.append(m1 & ~m2)
+        gt2.append(m2)
+    return frames, gt1, gt2
+
+
+@pytest.mark.parametrize("method", ["flow", "static"])
+def test_an_occluded_object_does_not_take_the_pixels_of_the_one_in_front(method):
+    import cv2
+
+    frames, gt1, gt2 = _occlusion_clip()
+    multi = MultiObjectTracker(lambda: load_tracker(method))
+    multi.add(1, frames[0], mask=gt1[0])
+    multi.add(2, frames[0], mask=gt2[0])
+    hidden = [t for t in range(len(frames)) if not gt1[t].any()]
+    assert len(hidden) >= 3  # the clip has a full occlusion
+    for t in range(1, len(frames)):
+        own = multi.track(frames[t])
+        final, labels = resolve_overlaps(own, frames[t].shape[:2])
+        multi.feedback(own, final, labels)
+        # a pixel the front object still claims is never handed to the hidden one
+        assert not ((labels == 1) & own[2].mask).any(), (method, t)
+        if method == "flow":  # what object 1 carries on leaves object 2's pixels out
+            prob = multi.trackers[1]._prob
+            held = cv2.resize((labels == 2).astype(np.float32), prob.shape[::-1],
+                              interpolation=cv2.INTER_AREA) > 0.5
+            assert prob[held].max(initial=0.0) < 0.5, t
+        else:  # a tracker that keeps its mask: the front object keeps all of it
+            assert np.array_equal(labels == 2, gt2[t])
+            assert not ((labels == 1) & gt2[t]).any()
+
+
+def test_rts_learns_nothing_from_pixels_another_object_holds():
+    from test_rts import moving_object_video
+
+    frames, masks = moving_object_video(n=3)
+    tr = load_tracker("rts")
+    tr.init(frames[0], mask=masks[0])
+    tr.track(frames[1])
+    tr._flush()
+    n_seg, n_inst = len(tr.seg_mem), len(tr.inst_mem)
+    tr.track(frames[2])
+    # another object holds every pixel: the frame's sample is all background, so the
+    # segmentation memory takes no sample (rule c), the instance memory still does
+    everything = np.ones(frames[2].shape[:2], bool)
+    tr.feedback(np.zeros_like(everything), everything)
+    assert float(tr._pending[4].max()) < tr.params.t_ss and tr._pending[6] is False
+    tr._flush()
+    assert len(tr.seg_mem) == n_seg and len(tr.inst_mem) == n_inst + 1
