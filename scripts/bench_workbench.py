@@ -7,35 +7,26 @@ usage: python3 scripts/bench_workbench.py SEQ METHOD REPEATS [SCREENSHOT.png]
 
 import base64
 import json
-import socket
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
 from playwright.sync_api import sync_playwright
 
-from segtrack.web.app import create_app
+from segtrack.web.app import create_app, serve_in_background
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016-train"
 seq, method, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 shot = sys.argv[4] if len(sys.argv) > 4 else None
 proj = Path(tempfile.mkdtemp()) / "proj"
 app = create_app(proj, allow=[DAVIS])
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-threading.Thread(target=srv.run, daemon=True).start()
-while not srv.started:
-    time.sleep(0.05)
+server = serve_in_background(app)
+url = server.__enter__()
 gt = base64.b64encode((DAVIS / "Annotations/480p" / seq / "00000.png").read_bytes()).decode()
 with sync_playwright() as pw:
     b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
     page = b.new_page(viewport={"width": 1280, "height": 720})
-    page.goto(f"http://127.0.0.1:{port}/")
+    page.goto(url)
     page.wait_for_selector("body[data-ready='1']")
     page.fill("#path", str(DAVIS / "JPEGImages/480p" / seq))
     page.click("#open-btn")
@@ -92,4 +83,4 @@ with sync_playwright() as pw:
             flush=True,
         )
     b.close()
-srv.should_exit = True
+server.__exit__(None, None, None)

@@ -19,10 +19,7 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,28 +66,11 @@ def _write_clip(folder: Path) -> list[np.ndarray]:
     return gts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
 def _serving(app):
     """A uvicorn server of ``app`` on a free local port, in a thread; yields its URL."""
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    t_end = time.time() + 10
-    while not srv.started and time.time() < t_end:
-        time.sleep(0.02)
-    assert srv.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        srv.should_exit = True
-        th.join(timeout=10)
+    from segtrack.web.app import serve_in_background
+
+    return serve_in_background(app)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import math
@@ -44,6 +45,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,7 @@ from segtrack.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from segtrack.web.jobs import JobManager
 from segtrack.web.project import Conflict, NotFound, PathRefused, Project, png_to_mask
 
-__all__ = ["create_app", "sniff_type"]
+__all__ = ["create_app", "serve_in_background", "sniff_type"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
@@ -706,6 +708,33 @@ def _kind(p: Path) -> str | None:
     except OSError:
         return None
     return None
+
+
+@contextlib.contextmanager
+def serve_in_background(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on a free local port; yields its URL (tests,
+    benchmarks and screenshots of the page)."""
+    import socket
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    t_end = time.time() + 20
+    while not srv.started and time.time() < t_end:
+        time.sleep(0.02)
+    if not srv.started:
+        raise RuntimeError("the workbench server did not start")
+    try:
+        yield f"http://{host}:{port}/"
+    finally:
+        srv.should_exit = True
+        th.join(timeout=10)
 
 
 def serve(
