@@ -454,6 +454,49 @@ def cmd_bench_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- make-clips ---------------------------------------------------------------------------------
+def _parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (H, W)."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        w, h = (int(v) for v in parts)
+    except ValueError:
+        raise InputError(f"--size '{text}': expected WIDTHxHEIGHT, e.g. 640x360") from None
+    return h, w
+
+
+def _parse_range(text: str, what: str) -> tuple[int, int]:
+    parts = [v for v in text.replace(" ", "").split(",") if v]
+    try:
+        vals = [int(v) for v in parts]
+    except ValueError:
+        vals = []
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2:
+        raise InputError(f"{what} '{text}': expected MIN,MAX, e.g. 3,8")
+    return vals[0], vals[1]
+
+
+def cmd_make_clips(args: argparse.Namespace) -> int:
+    from segtrack.data.multi import MultiParams, write_multi_set
+
+    t0 = time.perf_counter()
+    params = MultiParams(frames=args.frames, size=_parse_size(args.size),
+                         objects=_parse_range(args.objects, "--objects"))
+    meta = write_multi_set(args.out, args.static, args.davis, count=args.count, seed=args.seed,
+                           params=params, overwrite=args.overwrite, quiet=args.quiet)
+    objs = [o for v in meta["videos"].values() for o in v["objects"].values()]
+    late = sum(o["first_frame"] > 0 for o in objs)
+    leave = sum(bool(o["leaves"]) for o in objs)
+    w, h = meta["size"]
+    print(f"wrote {meta['count']} clips of {meta['frames']} frames ({w}x{h}, {len(objs)} "
+          f"objects: {late} entering late, {leave} leaving the frame) to {args.out} in "
+          f"{time.perf_counter() - t0:.0f} s")
+    return 0
+# -- end make-clips -----------------------------------------------------------------------------
+
+
 _METHOD_HELP = "tracking method (default: flow; segtrack methods lists them)"
 _DEVICE_HELP = "cpu (default) or cuda: where the learned methods run"
 _PARAM_HELP = "a method parameter, e.g. --param scale=0.5 (repeatable)"
@@ -605,6 +648,40 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--json", help="write the scores to this JSON file")
     bs.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     bs.set_defaults(func=cmd_bench_segment)
+
+    mc = command("make-clips", "write a fixed set of held-out benchmark clips",
+                 description="Write a fixed set of benchmark clips in the DAVIS-2017 layout, "
+                             "scored by segtrack bench --dataset davis --root OUT.")
+    mc_kinds = mc.add_subparsers(dest="kind", required=True, metavar="KIND",
+                                 help="multi: several similar objects at once, cut from the "
+                                      "held-out photographs")
+    mm = mc_kinds.add_parser(
+        "multi", help="several similar objects at once, cut from the held-out photographs",
+        description="Clips of 3 to 8 people, or of several objects of one COCO category, cut "
+                    "from the held-out part of the photograph sets (never used in training), "
+                    "moving, scaling, crossing and hiding each other, entering late and "
+                    "leaving, over panning views of DAVIS frames. Defaults: the fixed "
+                    "held-out set.")
+    mm.add_argument("--static", action="append", metavar="DIR", required=True,
+                    help="photograph sets, e.g. static-masks (repeatable); only their "
+                         "held-out part is used")
+    mm.add_argument("--davis", metavar="DIR", required=True,
+                    help="DAVIS-2016 train folder whose frames become the backgrounds")
+    mm.add_argument("--out", required=True,
+                    help="output folder (must not exist or be empty, see --overwrite)")
+    mm.add_argument("--count", type=int, default=12, help="number of clips (default: 12)")
+    mm.add_argument("--frames", type=int, default=48,
+                    help="frames per clip, at least 12 (default: 48)")
+    mm.add_argument("--size", default="640x360",
+                    help="frame size WIDTHxHEIGHT (default: 640x360)")
+    mm.add_argument("--objects", default="3,8",
+                    help="fewest and most objects per clip, MIN,MAX (default: 3,8)")
+    mm.add_argument("--seed", type=int, default=20000,
+                    help="the set's seed: the same seed writes the same clips (default: 20000)")
+    mm.add_argument("--overwrite", action="store_true",
+                    help="replace an existing set written by make-clips")
+    mm.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+    mm.set_defaults(func=cmd_make_clips)
 
     m = command("methods", "list the tracking methods: what each starts from, learns, costs "
                            "and scores")

@@ -41,12 +41,23 @@ import numpy as np
 from segtrack.errors import InputError
 
 __all__ = [
+    "HOLDOUT_EVERY",
     "StaticSample",
     "load_static_sets",
     "read_static",
+    "split_static",
+    "without_heldout",
     "ClipParams",
     "StaticClip",
     "StaticClipMaker",
+    "Layer",
+    "camera_frame",
+    "colour_jitter",
+    "cut_object",
+    "motion_blur",
+    "object_size",
+    "random_walk",
+    "render_layer",
     "tps_field",
 ]
 
@@ -119,6 +130,38 @@ def read_static(sample: StaticSample) -> tuple[np.ndarray, np.ndarray]:
     if m.shape != bgr.shape[:2]:
         m = cv2.resize(m, (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), m > 127
+
+
+# ------------------------------------------------------------------------------------------
+# the held-out photographs
+HOLDOUT_EVERY = 5  # every 5th photograph of each set and kind is held out
+
+
+def split_static(samples: Sequence[StaticSample], every: int = HOLDOUT_EVERY,
+                 ) -> tuple[list[StaticSample], list[StaticSample]]:
+    """(train, held-out) photographs, the one split every part of segtrack uses: within each
+    (set, kind) group, in file-name order, the ``every``-th, (2 ``every``)-th ... photograph is
+    held out (COCO-MVal: 2 of each category's 10; the people sets: one in 5).  Both lists are
+    in group order; the split does not depend on the order of ``samples``, only on which
+    photographs of a set are listed (list whole sets)."""
+    groups: dict[tuple[str, str], list[StaticSample]] = {}
+    for s in sorted(samples, key=lambda q: str(q.image)):
+        groups.setdefault((s.source, s.kind), []).append(s)
+    train: list[StaticSample] = []
+    held: list[StaticSample] = []
+    for g in groups.values():
+        for i, s in enumerate(g):
+            (held if i % every == every - 1 else train).append(s)
+    return train, held
+
+
+def without_heldout(samples: Sequence[StaticSample], every: int = HOLDOUT_EVERY,
+                    ) -> list[StaticSample]:
+    """``samples`` less the held-out photographs of :func:`split_static`, in their order: what
+    a trainer may use when its model is to be scored on the held-out part (the click-to-mask
+    benchmark, the multi-object clips of :mod:`segtrack.data.multi`)."""
+    held = set(split_static(samples, every)[1])
+    return [s for s in samples if s not in held]
 
 
 # ------------------------------------------------------------------------------------------
@@ -208,7 +251,7 @@ class StaticClip:
 
 
 @dataclass
-class _Layer:
+class Layer:
     """An object cut out of a photo: a crop around it, its mask, and its path over the clip."""
 
     rgb: np.ndarray  # (h, w, 3) uint8 crop around the object
@@ -224,7 +267,9 @@ class _Layer:
     sat: float
 
 
-def _cut(rgb: np.ndarray, mask: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+def cut_object(rgb: np.ndarray, mask: np.ndarray, margin: float = 0.15,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(crop, crop mask) of the object's box grown by ``margin`` of its size on each side."""
     ys, xs = np.nonzero(mask)
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     mx, my = int((x1 - x0) * margin) + 2, int((y1 - y0) * margin) + 2
@@ -233,15 +278,73 @@ def _cut(rgb: np.ndarray, mask: np.ndarray, margin: float = 0.15) -> tuple[np.nd
     return np.ascontiguousarray(rgb[y0:y1, x0:x1]), mask[y0:y1, x0:x1].copy()
 
 
-def _object_size(mask: np.ndarray) -> float:
+def object_size(mask: np.ndarray) -> float:
+    """sqrt of the area of the mask's tight box (pixels)."""
     ys, xs = np.nonzero(mask)
     return float(np.sqrt((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)))
 
 
-def _walk(rng: np.random.Generator, J: int, std: float, start: float = 0.0) -> np.ndarray:
+def random_walk(rng: np.random.Generator, J: int, std: float, start: float = 0.0) -> np.ndarray:
+    """(J,) Gaussian random walk from ``start`` (step std ``std``; frame 0 is ``start``)."""
     steps = rng.normal(0.0, std, size=J)
     steps[0] = 0.0
     return start + np.cumsum(steps)
+
+
+def render_layer(L: Layer, j: int, canvas: tuple[int, int],
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """(rgb uint8 (H, W, 3), mask bool (H, W), footprint box (x0, y0, x1, y1)) of layer ``L``
+    at frame ``j`` on a canvas of ``canvas`` = (H, W): pixels and mask are sampled with the
+    same maps (computed only over the layer's footprint), colour-changed pixels included."""
+    H, W = canvas
+    h, w = L.mask.shape
+    c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    s, a = float(L.scale[j]), float(L.aspect[j])
+    sx, sy = s * np.exp(a / 2), s * np.exp(-a / 2)
+    th = np.deg2rad(float(L.angle[j]))
+    R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    A = R @ np.diag([(-sx if L.flip else sx), sy])  # crop offset -> canvas offset
+    corners = (np.array([[0, 0], [w, 0], [0, h], [w, h]]) - c) @ A.T + L.centre[j]
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, W))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, W))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, H))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, H))
+    out_rgb = np.zeros((H, W, 3), np.uint8)
+    out_m = np.zeros((H, W), bool)
+    if x1 <= x0 or y1 <= y0:
+        return out_rgb, out_m, (0, 0, 0, 0)
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64),
+                         np.arange(y0, y1, dtype=np.float64))
+    Ai = np.linalg.inv(A)
+    dx, dy = gx - L.centre[j, 0], gy - L.centre[j, 1]
+    mx = (Ai[0, 0] * dx + Ai[0, 1] * dy + c[0]).astype(np.float32)
+    my = (Ai[1, 0] * dx + Ai[1, 1] * dy + c[1]).astype(np.float32)
+    fld = L.fields[j]
+    if fld is not None:  # backward TPS displacement, looked up at the undeformed position
+        fx = cv2.remap(fld[..., 0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        fy = cv2.remap(fld[..., 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mx, my = mx + fx, my + fy
+    rgb = cv2.remap(L.rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m = cv2.remap(L.mask.astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                  borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
+    out_rgb[y0:y1, x0:x1] = colour_jitter(rgb, L.light[j], L.hue, L.sat)
+    out_m[y0:y1, x0:x1] = m
+    return out_rgb, out_m, (x0, y0, x1, y1)
+
+
+def colour_jitter(rgb: np.ndarray, light: np.ndarray, hue: float, sat: float) -> np.ndarray:
+    """Illumination (gain, bias, gamma through one look-up table) and a hue / saturation
+    change of an RGB image; uint8 in and out."""
+    gain, bias, gamma = (float(v) for v in light)
+    lut = np.clip((np.arange(256) / 255.0) ** gamma * 255.0 * gain + bias + 0.5, 0, 255)
+    x = cv2.LUT(rgb, lut.astype(np.uint8))
+    if abs(hue) < 0.5 and abs(sat - 1.0) < 1e-3:
+        return x
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(round(hue))) % 180).astype(np.uint8)
+    slut = np.clip(np.arange(256) * sat + 0.5, 0, 255).astype(np.uint8)
+    hsv[..., 1] = cv2.LUT(hsv[..., 1], slut)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 class StaticClipMaker:
@@ -280,7 +383,7 @@ class StaticClipMaker:
         for k in range(len(self.samples)):
             i = (int(index) + k) % len(self.samples)
             rgb, mask = read_static(self.samples[i])
-            if mask.any() and _object_size(mask) >= self.min_object:
+            if mask.any() and object_size(mask) >= self.min_object:
                 return self._make(i, rgb, mask, rng)
         raise InputError("static images: every object mask is empty or tiny")
 
@@ -288,7 +391,7 @@ class StaticClipMaker:
     def _path(self, rng: np.random.Generator, crop_mask: np.ndarray, size_px: float,
               centre0: np.ndarray, motion_scale: float = 1.0) -> dict:
         p, J = self.p, self.p.frames
-        osz = _object_size(crop_mask)
+        osz = object_size(crop_mask)
         scale0 = size_px / osz
         step = rng.normal(0.0, p.motion * size_px * motion_scale, size=(J, 2))
         step[0] = 0.0
@@ -296,9 +399,9 @@ class StaticClipMaker:
         centre = centre0 + np.cumsum(step, 0) + np.arange(J)[:, None] * drift
         return {
             "centre": centre,
-            "scale": scale0 * np.exp(_walk(rng, J, p.scale_step)),
-            "aspect": _walk(rng, J, p.aspect_step, rng.uniform(-0.15, 0.15)),
-            "angle": _walk(rng, J, p.rotate_step, rng.uniform(-12, 12)),
+            "scale": scale0 * np.exp(random_walk(rng, J, p.scale_step)),
+            "aspect": random_walk(rng, J, p.aspect_step, rng.uniform(-0.15, 0.15)),
+            "angle": random_walk(rng, J, p.rotate_step, rng.uniform(-12, 12)),
         }
 
     def _fields(self, rng: np.random.Generator, crop_mask: np.ndarray) -> list:
@@ -306,7 +409,7 @@ class StaticClipMaker:
         if p.tps <= 0:
             return [None] * J
         h, w = crop_mask.shape
-        osz = _object_size(crop_mask)
+        osz = object_size(crop_mask)
         g = np.linspace(0.0, 1.0, 4)
         ctrl = np.stack(np.meshgrid(g * (w - 1), g * (h - 1)), -1).reshape(-1, 2)
         disp = rng.normal(0.0, p.tps * osz, size=ctrl.shape)
@@ -319,74 +422,33 @@ class StaticClipMaker:
 
     def _light(self, rng: np.random.Generator) -> np.ndarray:
         p, J = self.p, self.p.frames
-        gain = np.exp(_walk(rng, J, p.light_step, rng.uniform(-p.light, p.light)))
-        bias = _walk(rng, J, p.light_step * 100, rng.uniform(-p.light_bias, p.light_bias))
-        gamma = np.exp(_walk(rng, J, p.light_step, rng.uniform(-p.light, p.light)))
+        gain = np.exp(random_walk(rng, J, p.light_step, rng.uniform(-p.light, p.light)))
+        bias = random_walk(rng, J, p.light_step * 100, rng.uniform(-p.light_bias, p.light_bias))
+        gamma = np.exp(random_walk(rng, J, p.light_step, rng.uniform(-p.light, p.light)))
         return np.stack([gain, bias, gamma], 1)
 
-    def _layer(self, rng: np.random.Generator, rgb: np.ndarray, mask: np.ndarray,
-               size_px: float, centre0: np.ndarray, motion_scale: float = 1.0) -> _Layer:
-        crop, cm = _cut(rgb, mask)
-        path = self._path(rng, cm, size_px, centre0, motion_scale)
-        return _Layer(
+    def make_layer(self, rng: np.random.Generator, rgb: np.ndarray, mask: np.ndarray,
+                   size_px: float, centre0: np.ndarray, motion_scale: float = 1.0,
+                   path: dict | None = None) -> Layer:
+        """The object of (``rgb``, ``mask``) as a layer of ``self.p.frames`` frames: flip,
+        drifting thin-plate spline, illumination and colour drawn from ``rng``; its path (canvas
+        ``centre`` (J, 2), ``scale`` (J,) over the crop, log ``aspect`` (J,), ``angle`` (J,)
+        degrees) is ``path`` when given, else a random walk of size ``size_px`` from
+        ``centre0``."""
+        crop, cm = cut_object(rgb, mask)
+        if path is None:
+            path = self._path(rng, cm, size_px, centre0, motion_scale)
+        return Layer(
             rgb=crop, mask=cm, flip=bool(rng.random() < self.p.p_flip),
             fields=self._fields(rng, cm), light=self._light(rng),
             hue=float(rng.uniform(-self.p.hue, self.p.hue)),
             sat=float(np.exp(rng.uniform(-self.p.saturation, self.p.saturation))), **path,
         )
 
-    def _render_layer(self, L: _Layer, j: int) -> tuple[np.ndarray, np.ndarray, tuple]:
-        """(rgb uint8 (H, W, 3), mask bool (H, W)) of layer ``L`` on the canvas at frame j,
-        both sampled with the same maps (computed only over the layer's footprint)."""
-        H, W = self.p.canvas
-        h, w = L.mask.shape
-        c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-        s, a = float(L.scale[j]), float(L.aspect[j])
-        sx, sy = s * np.exp(a / 2), s * np.exp(-a / 2)
-        th = np.deg2rad(float(L.angle[j]))
-        R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-        A = R @ np.diag([(-sx if L.flip else sx), sy])  # crop offset -> canvas offset
-        corners = (np.array([[0, 0], [w, 0], [0, h], [w, h]]) - c) @ A.T + L.centre[j]
-        x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, W))
-        x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, W))
-        y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, H))
-        y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, H))
-        out_rgb = np.zeros((H, W, 3), np.uint8)
-        out_m = np.zeros((H, W), bool)
-        if x1 <= x0 or y1 <= y0:
-            return out_rgb, out_m, (0, 0, 0, 0)
-        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64),
-                             np.arange(y0, y1, dtype=np.float64))
-        Ai = np.linalg.inv(A)
-        dx, dy = gx - L.centre[j, 0], gy - L.centre[j, 1]
-        mx = (Ai[0, 0] * dx + Ai[0, 1] * dy + c[0]).astype(np.float32)
-        my = (Ai[1, 0] * dx + Ai[1, 1] * dy + c[1]).astype(np.float32)
-        fld = L.fields[j]
-        if fld is not None:  # backward TPS displacement, looked up at the undeformed position
-            fx = cv2.remap(fld[..., 0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            fy = cv2.remap(fld[..., 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            mx, my = mx + fx, my + fy
-        rgb = cv2.remap(L.rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        m = cv2.remap(L.mask.astype(np.float32), mx, my, cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
-        out_rgb[y0:y1, x0:x1] = self._colour(rgb, L.light[j], L.hue, L.sat)
-        out_m[y0:y1, x0:x1] = m
-        return out_rgb, out_m, (x0, y0, x1, y1)
+    def _render_layer(self, L: Layer, j: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+        return render_layer(L, j, self.p.canvas)
 
-    @staticmethod
-    def _colour(rgb: np.ndarray, light: np.ndarray, hue: float, sat: float) -> np.ndarray:
-        """Illumination (gain, bias, gamma through one look-up table) and a hue / saturation
-        change of an RGB image; uint8 in and out."""
-        gain, bias, gamma = (float(v) for v in light)
-        lut = np.clip((np.arange(256) / 255.0) ** gamma * 255.0 * gain + bias + 0.5, 0, 255)
-        x = cv2.LUT(rgb, lut.astype(np.uint8))
-        if abs(hue) < 0.5 and abs(sat - 1.0) < 1e-3:
-            return x
-        hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
-        hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(round(hue))) % 180).astype(np.uint8)
-        slut = np.clip(np.arange(256) * sat + 0.5, 0, 255).astype(np.uint8)
-        hsv[..., 1] = cv2.LUT(hsv[..., 1], slut)
-        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    _colour = staticmethod(colour_jitter)
 
     def _background(self, rng: np.random.Generator, index: int, rgb: np.ndarray,
                     mask: np.ndarray) -> tuple[list[np.ndarray], str]:
@@ -411,16 +473,13 @@ class StaticClipMaker:
         off = np.array([rng.uniform(0, bg.shape[1] - W), rng.uniform(0, bg.shape[0] - H)])
         t = off + np.cumsum(rng.normal(0, p.bg_motion * np.array([W, H]), size=(J, 2)) *
                             (np.arange(J)[:, None] > 0), 0)
-        zoom = np.exp(_walk(rng, J, p.bg_scale_step))
+        zoom = np.exp(random_walk(rng, J, p.bg_scale_step))
         light = self._light(rng)
         hue = float(rng.uniform(-p.hue, p.hue))
         sat = float(np.exp(rng.uniform(-p.saturation, p.saturation)))
         frames = []
         for j in range(J):
-            z = float(zoom[j])
-            M = np.array([[1 / z, 0, t[j, 0]], [0, 1 / z, t[j, 1]]], np.float64)  # canvas->bg
-            frame = cv2.warpAffine(bg, M, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REFLECT)
+            frame = camera_frame(bg, p.canvas, t[j], float(zoom[j]))
             frames.append(self._colour(frame, light[j], hue, sat))
         return frames, kind
 
@@ -434,7 +493,7 @@ class StaticClipMaker:
                 return None
             k = pool[int(rng.integers(len(pool)))]
             rgb, m = read_static(self.samples[k])
-            if m.any() and _object_size(m) >= 8:
+            if m.any() and object_size(m) >= 8:
                 return rgb, m
         return None
 
@@ -444,11 +503,11 @@ class StaticClipMaker:
         p, J = self.p, self.p.frames
         H, W = p.canvas
         canvas_size = float(np.sqrt(H * W))
-        osz = _object_size(mask)
+        osz = object_size(mask)
         size = rng.uniform(*p.object_size) * canvas_size
         size = min(size, osz * p.max_upscale)
         centre0 = np.array([rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * H])
-        target = self._layer(rng, rgb, mask, size, centre0)
+        target = self.make_layer(rng, rgb, mask, size, centre0)
         backgrounds, bg_kind = self._background(rng, index, rgb, mask)
         info: dict = {"background": bg_kind, "distractor": None, "occluder": False,
                       "blur": [], "flip": target.flip}
@@ -462,7 +521,7 @@ class StaticClipMaker:
             ang = rng.uniform(0, 2 * np.pi)
             gap = rng.uniform(*p.distractor_gap) * (size + dsize) / 2
             dc = centre0 + gap * np.array([np.cos(ang), np.sin(ang)])
-            distractor = self._layer(rng, *src, dsize, dc)
+            distractor = self.make_layer(rng, *src, dsize, dc)
             d_front = bool(rng.random() < p.p_distractor_front)
             info["distractor"] = "copy" if other is None else "same-kind"
             info["distractor_front"] = d_front
@@ -474,7 +533,7 @@ class StaticClipMaker:
                 osize = size * rng.uniform(*p.occluder_size)
                 ang = rng.uniform(0, 2 * np.pi)
                 start = centre0 + 1.1 * (size + osize) / 2 * np.array([np.cos(ang), np.sin(ang)])
-                occluder = self._layer(rng, *got, osize, start, motion_scale=0.3)
+                occluder = self.make_layer(rng, *got, osize, start, motion_scale=0.3)
                 if J > 1:  # cross the target: from beside it at frame 0 to beyond it at the end
                     lin = np.linspace(0.0, 1.0, J)[:, None]
                     end = target.centre[-1] - (start - centre0) * rng.uniform(0.3, 1.0)
@@ -520,7 +579,7 @@ class StaticClipMaker:
                         0, np.pi)
                 else:
                     ang = rng.uniform(0, np.pi)
-                out = _motion_blur(out, k, ang)
+                out = motion_blur(out, k, ang)
                 info["blur"].append(j)
             frames.append(out)
             masks.append(vis_t)
@@ -528,7 +587,19 @@ class StaticClipMaker:
         return StaticClip(frames, masks, dmasks, self.samples[index], info)
 
 
-def _motion_blur(img: np.ndarray, length: int, angle: float) -> np.ndarray:
+def camera_frame(image: np.ndarray, canvas: tuple[int, int], offset: np.ndarray | Sequence[float],
+                 zoom: float) -> np.ndarray:
+    """The ``canvas`` = (H, W) view of ``image`` by a camera at ``offset`` (x, y: the image
+    point at the view's top-left corner) zoomed by ``zoom`` (bilinear, borders reflected)."""
+    H, W = canvas
+    z = float(zoom)
+    M = np.array([[1 / z, 0, offset[0]], [0, 1 / z, offset[1]]], np.float64)  # canvas -> image
+    return cv2.warpAffine(image, M, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def motion_blur(img: np.ndarray, length: int, angle: float) -> np.ndarray:
+    """``img`` blurred along a line of ``length`` pixels at ``angle`` (radians)."""
     k = np.zeros((length, length), np.float32)
     c = (length - 1) / 2.0
     dx, dy = np.cos(angle) * c, np.sin(angle) * c

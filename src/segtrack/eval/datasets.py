@@ -307,6 +307,26 @@ def _imageset_names(root: Path, resolution: str, imageset: str) -> list[str]:
     return names
 
 
+def _davis_meta_objects(path: Path) -> dict[str, dict[int, list[str]]]:
+    """{sequence: {object id: frame names}} of a YouTube-VOS-style ``meta.json`` beside a DAVIS
+    layout; {} without one. Entries not of that form are ignored (the file may hold more)."""
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            videos = json.load(f).get("videos")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise InputError(f"DAVIS meta file '{path}' is not readable JSON") from None
+    out: dict[str, dict[int, list[str]]] = {}
+    for name, video in (videos or {}).items() if isinstance(videos, dict) else ():
+        objects = video.get("objects") if isinstance(video, dict) else None
+        for key, obj in (objects or {}).items() if isinstance(objects, dict) else ():
+            frames = obj.get("frames") if isinstance(obj, dict) else None
+            if str(key).isdigit() and isinstance(frames, list):
+                out.setdefault(str(name), {})[int(key)] = [str(x) for x in frames]
+    return out
+
+
 def load_davis(
     root: str | os.PathLike,
     resolution: str = "480p",
@@ -324,7 +344,9 @@ def load_davis(
     annotation: palette / RGB PNGs or grayscale PNGs with ids other than 0/255 are DAVIS-2017
     (255 = void), grayscale 0/255 PNGs are DAVIS-2016 (255 -> object 1). ``object_ids`` come
     from the first annotation; ``scan_objects=True`` reads all annotations to also find
-    objects that appear later.
+    objects that appear later. Without scanning, a YouTube-VOS-style ``meta.json`` at the root
+    (``{"videos": {seq: {"objects": {id: {"frames": [frame names]}}}}}``, as written by
+    ``segtrack make-clips``) gives the objects that appear later and their first frames.
     """
     r = _check_root(root, "DAVIS")
     jpeg_root = _require_dir(r / "JPEGImages" / resolution, "DAVIS image folder")
@@ -336,6 +358,7 @@ def load_davis(
         if not names:
             raise InputError(f"DAVIS image folder '{jpeg_root}' has no sequences")
     names = _restrict(names, sequences, "DAVIS")
+    listed = {} if scan_objects else _davis_meta_objects(r / "meta.json")
     out = []
     for name in names:
         frames = _images(jpeg_root / name, f"DAVIS sequence '{name}'")
@@ -370,6 +393,11 @@ def load_davis(
                     for v in np.unique(a).tolist():
                         if v not in (0, 255) and int(v) not in ids_first:
                             ids_first[int(v)] = i
+            index_of = {f.stem: i for i, f in enumerate(frames)}
+            for k, stems in listed.get(name, {}).items():
+                idx = [index_of[st] for st in stems if st in index_of and masks[index_of[st]]]
+                if k not in ids_first and idx:
+                    ids_first[k] = min(idx)
         out.append(
             Sequence(
                 name=name,

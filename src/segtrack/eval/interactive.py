@@ -8,7 +8,8 @@
   (5 iterations).
 
 :func:`heldout_photos` is the split of ``static-masks`` that the click-to-mask network never
-trains on.
+trains on (:func:`segtrack.data.static.split_static`, shared with the multi-object clips of
+:mod:`segtrack.data.multi`).
 """
 
 from __future__ import annotations
@@ -20,27 +21,18 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from segtrack.data.static import HOLDOUT_EVERY, split_static
 from segtrack.errors import InputError
 from segtrack.interactive.clicker import iou, next_click
 
 __all__ = ["heldout_photos", "grabcut_box", "filled_box", "box_of", "noc_curve",
            "evaluate_box", "evaluate_clicks", "EvalSample"]
 
-HOLDOUT_EVERY = 5  # every 5th photograph of each set and kind is held out
-
 
 def heldout_photos(samples: Sequence, every: int = HOLDOUT_EVERY) -> tuple[list, list]:
-    """(train, held-out) photographs: within each (set, kind) group, in file-name order, the
-    ``every``-th, (2 ``every``)-th ... photograph is held out (COCO-MVal: 2 of each category's
-    10; the people sets: one in 5)."""
-    groups: dict[tuple[str, str], list] = {}
-    for s in sorted(samples, key=lambda q: str(q.image)):
-        groups.setdefault((s.source, s.kind), []).append(s)
-    train, held = [], []
-    for g in groups.values():
-        for i, s in enumerate(g):
-            (held if i % every == every - 1 else train).append(s)
-    return train, held
+    """(train, held-out) photographs: :func:`segtrack.data.static.split_static` (within each
+    (set, kind) group, in file-name order, every ``every``-th photograph is held out)."""
+    return split_static(samples, every)
 
 
 @dataclass
