@@ -114,3 +114,23 @@ def test_semseg_trainer_resumes_to_the_same_weights(tmp_path, monkeypatch):
     sb = torch.load(tmp_path / "b" / "semseg-synth.pt", weights_only=False)["head"]
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_static_holdout_leaves_the_evaluation_photographs_out():
+    import argparse
+
+    from conftest import DAVIS_ROOT
+
+    from segtrack.data.static import load_static_sets, split_static
+    from segtrack.training.common import add_static_args, check_static_args
+
+    static = DAVIS_ROOT.parent / "static-masks"
+    if not static.is_dir():
+        pytest.skip(f"{static} not present")
+    p = argparse.ArgumentParser()
+    add_static_args(p, "clips", 100, 0.3)
+    every = check_static_args(p.parse_args(["--static", str(static)]), "clips")
+    kept = check_static_args(p.parse_args(["--static", str(static), "--static-holdout"]), "clips")
+    held = split_static(load_static_sets([static]))[1]
+    assert len(every) == len(kept) + len(held) and held
+    assert not set(map(str, (s.image for s in kept))) & set(map(str, (s.image for s in held)))

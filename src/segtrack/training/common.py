@@ -385,15 +385,21 @@ def add_static_args(p: argparse.ArgumentParser, unit: str, count: int,
                        help=f"share of photograph {unit} in each batch after the static stage")
     p.add_argument("--static-distractors", type=float, default=0.5,
                    help=f"share of photograph {unit} with a similar object next to the target")
+    p.add_argument("--static-holdout", action="store_true",
+                   help="leave out the photographs held out for evaluation (the click-to-mask "
+                        "and multi-object benchmarks score on them); off by default so that "
+                        "earlier weights' commands reproduce them")
 
 
 def check_static_args(args: argparse.Namespace, unit: str) -> list:
     """The photographs of ``args.static`` (InputError on a bad folder or option), [] without."""
     if not args.static:
         return []
-    from segtrack.data.static import load_static_sets
+    from segtrack.data.static import load_static_sets, without_heldout
 
     photos = load_static_sets(args.static)
+    if getattr(args, "static_holdout", False):
+        photos = without_heldout(photos)
     if not 0.0 <= getattr(args, "static_ratio", 0.0) <= 1.0:
         raise InputError(f"--static-ratio {args.static_ratio}: must be between 0 and 1")
     if not 0.0 <= args.static_distractors <= 1.0:

@@ -180,7 +180,7 @@ def build_cache(data: Path, variants: int, size: int, factor: float, backbone_na
 
 def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors: float,
                        size: int, factor: float, backbone_name: str, cache_file: str | None,
-                       quiet: bool) -> dict:
+                       quiet: bool, holdout: bool = False) -> dict:
     """The same arrays as :func:`build_cache` for ``clips`` clips of ``frames`` frames made
     from the photographs of ``dirs`` (:mod:`segtrack.data.static`); clip i's target is photo
     ``i mod N``, each clip is a "sequence" of the cache (one crop per frame)."""
@@ -188,9 +188,16 @@ def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors
 
     from tqdm import tqdm
 
-    from segtrack.data.static import ClipParams, StaticClipMaker, load_static_sets
+    from segtrack.data.static import (
+        ClipParams,
+        StaticClipMaker,
+        load_static_sets,
+        without_heldout,
+    )
 
     samples = load_static_sets(dirs)
+    if holdout:  # the evaluation photographs left out (the key changes with the list)
+        samples = without_heldout(samples)
     params = ClipParams(frames=frames, p_distractor=distractors)
     key = hashlib.sha256(json.dumps(
         [[str(s.image) for s in samples], clips, dataclasses.asdict(params), size, factor,
@@ -401,7 +408,8 @@ def train(method: str, argv: list[str]) -> int:
         static = build_static_cache(args.static, args.static_clips, args.frames,
                                     args.static_distractors, args.crop_size,
                                     args.search_factor, args.backbone,
-                                    args.static_cache, args.quiet)
+                                    args.static_cache, args.quiet,
+                                    holdout=args.static_holdout)
     t_cache = time.time() - t0
     train_names, held = split_sequences(cache["names"], args.fold, args.folds)
     ch = {k: v.shape[1] for k, v in cache["feats"].items()}
