@@ -652,9 +652,8 @@ def create_app(
     @app.get("/api/sessions/{sid}/export.zip")
     def export_zip(sid: str) -> FileResponse:
         p = proj.export_zip(sid)
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in proj.load(sid)["name"])
         return FileResponse(p, media_type="application/zip",
-                            filename=f"{name[:60] or sid}-segtrack.zip")
+                            filename=f"{proj.file_stem(sid)}-segtrack.zip")
 
     @app.get("/api/sessions/{sid}/export/{path:path}")
     def export_file(sid: str, path: str) -> FileResponse:

@@ -688,6 +688,11 @@ class Project:
             s2["last_export"] = written
         return written
 
+    def file_stem(self, sid: str) -> str:
+        """The session's name as a file name (letters, digits, ``-_.``; at most 60)."""
+        name = self.load(sid)["name"]
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or sid
+
     def export_zip(self, sid: str) -> Path:
         """``<sid>/export.zip``: everything the last export wrote (built atomically)."""
         import zipfile
@@ -704,7 +709,7 @@ class Project:
                 files.append(p)
         if not files:
             raise NotFound("nothing exported yet: export first")
-        top = "".join(c if c.isalnum() or c in "-_." else "_" for c in s["name"])[:60] or sid
+        top = self.file_stem(sid)
         path = self.session_dir(sid) / "export.zip"
         tmp = path.with_name(f".export.{uuid.uuid4().hex[:8]}.zip")
         try:
