@@ -35,6 +35,7 @@ class EVSParams(TrackerParams):
     refiner_weights: str = ""  # "" = weights/evs-refiner-davis.pt
     threshold: float = 0.5
     preset: str = "ultrafast"
+    flow: str = "dis"  # the optical flow: dis | flownet | flownet-s | flownet-c
 
 
 def parse_base_params(text: str) -> dict[str, str]:
@@ -63,7 +64,7 @@ class EVSTracker(Tracker):
 
         self._base_kw = parse_base_params(p.base_params)
         self.cfg = EVSConfig(D=float(p.D), S=int(p.S), W=bool(p.W), R=bool(p.R),
-                             preset=p.preset).check()
+                             preset=p.preset, flow=p.flow).check()
         load_tracker(p.base, device=device, **self._base_kw)  # fail early on bad base / params
         self.base: Tracker | None = None
         self.pipeline: EVSPipeline | None = None

@@ -13,7 +13,8 @@ cheap stand-in for the seed's Refiner (which belongs to the EVS issue).
 Departures from the seed: flow is computed at ``scale`` of the frame (default 1.0; 0.5 doubles
 the speed at some accuracy cost, see BENCHMARKS.md); the DIS operating point is OpenCV's
 ULTRAFAST preset (the seed uses a similar fast point: no variational refinement, patch 8,
-12 iterations).
+12 iterations); ``flow=flownet`` replaces DIS by the trained FlowNet of seed 002
+(:mod:`segtrack.video.optical_flow`).
 """
 
 from __future__ import annotations
@@ -27,16 +28,12 @@ from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
 from segtrack.types import Prediction
 
-_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
-
 
 @dataclasses.dataclass
 class FlowParams(TrackerParams):
     scale: float = 1.0  # resolution at which flow is computed, relative to the frame
+    flow: str = "dis"  # the optical flow: dis | flownet | flownet-s | flownet-c
+    flow_weights: str = ""  # FlowNet weights ("" = the committed ones)
     preset: str = "ultrafast"  # DIS operating point: ultrafast | fast | medium
     interpolation: str = "linear"  # warping of the soft mask: nearest (seed Eq. 3.2) | linear
     fb_check: bool = True  # forward-backward consistency check (Eq. 3.3)
@@ -71,22 +68,16 @@ class FlowTracker(Tracker):
         p = self.params
         from segtrack.errors import InputError
 
-        if p.preset not in _PRESETS:
-            raise InputError(f"--param preset={p.preset}: expected one of "
-                             f"{', '.join(_PRESETS)}")
         if p.interpolation not in ("nearest", "linear"):
             raise InputError(f"--param interpolation={p.interpolation}: expected nearest or "
                              "linear")
-        self._dis = cv2.DISOpticalFlow_create(_PRESETS[p.preset])
-        for value, setter in (
-            (p.finest_scale, self._dis.setFinestScale),
-            (p.patch_size, self._dis.setPatchSize),
-            (p.patch_stride, self._dis.setPatchStride),
-            (p.grad_iters, self._dis.setGradientDescentIterations),
-            (p.var_iters, self._dis.setVariationalRefinementIterations),
-        ):
-            if value >= 0:
-                setter(int(value))
+        from segtrack.video.optical_flow import make_flow_estimator, needs_colour
+
+        self._colour = needs_colour(p.flow)
+        self._est = make_flow_estimator(
+            p.flow, p.preset, p.flow_weights, device, finest_scale=p.finest_scale,
+            patch_size=p.patch_size, patch_stride=p.patch_stride, grad_iters=p.grad_iters,
+            var_iters=p.var_iters)
         self._interp = cv2.INTER_NEAREST if p.interpolation == "nearest" else cv2.INTER_LINEAR
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -98,17 +89,18 @@ class FlowTracker(Tracker):
         o = cv2.resize(others.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
         self._prob = np.where(o, 0.0, self._prob).astype(np.float32)
 
-    def _small_gray(self, frame: np.ndarray) -> np.ndarray:
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if self._small_size != (gray.shape[1], gray.shape[0]):
-            gray = cv2.resize(gray, self._small_size, interpolation=cv2.INTER_AREA)
-        return gray
+    def _small(self, frame: np.ndarray) -> np.ndarray:
+        """The frame as the flow estimator sees it: at ``scale``, grey for DIS."""
+        img = frame if self._colour else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if self._small_size != (img.shape[1], img.shape[0]):
+            img = cv2.resize(img, self._small_size, interpolation=cv2.INTER_AREA)
+        return img
 
     def _init(self, frame, mask, box) -> None:
         h, w = frame.shape[:2]
         s = float(self.params.scale)
         self._small_size = (max(8, round(w * s)), max(8, round(h * s)))
-        self._prev_gray = self._small_gray(frame)
+        self._prev = self._small(frame)
         self._prob = cv2.resize(
             mask.astype(np.float32), self._small_size, interpolation=cv2.INTER_AREA
         )
@@ -130,21 +122,21 @@ class FlowTracker(Tracker):
     def _flows(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(backward flow, forward flow or None) between the previous frame and ``gray``."""
         # backward flow: for each pixel of the current frame, where it was in the previous one
-        back = self._dis.calc(gray, self._prev_gray, None)
-        fwd = self._dis.calc(self._prev_gray, gray, None) if self.params.fb_check else None
+        back = self._est.calc(gray, self._prev)
+        fwd = self._est.calc(self._prev, gray) if self.params.fb_check else None
         return back, fwd
 
     @classmethod
     def _track_many(cls, trackers: list[FlowTracker], frame) -> list[Prediction]:
         """One flow computation for every object (they share the previous frame)."""
         first = trackers[0]
-        gray = first._small_gray(frame)
+        gray = first._small(frame)
         with stage("flow"):
             flows = first._flows(gray)
         return [t._propagate(frame, gray, flows) for t in trackers]
 
     def _track(self, frame) -> Prediction:
-        gray = self._small_gray(frame)
+        gray = self._small(frame)
         with stage("flow"):
             flows = self._flows(gray)
         return self._propagate(frame, gray, flows)
@@ -167,7 +159,7 @@ class FlowTracker(Tracker):
                 smooth = cv2.medianBlur(labels * 255, k) > 127
                 labels = np.where(unreliable, smooth, labels.astype(bool)).astype(np.uint8)
                 prob = np.where(unreliable, labels.astype(np.float32), prob)
-        self._prev_gray = gray
+        self._prev = gray
         self._prob = prob.astype(np.float32)
         H, W = self.frame_shape
         full = cv2.resize(prob, (W, H), interpolation=cv2.INTER_LINEAR)

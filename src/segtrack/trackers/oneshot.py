@@ -89,6 +89,11 @@ class MaskTrackParams(OSVOSParams):
     ft_iters: int = 100
 
 
+@dataclasses.dataclass
+class MaskTrackFlowParams(MaskTrackParams):
+    flow: str = "dis"  # the optical flow: dis | flownet | flownet-s | flownet-c
+
+
 # ------------------------------------------------------------------------------------------
 def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                  p: OSVOSParams, motion: float = 0.0,
@@ -220,14 +225,20 @@ class OSVOSTracker(Tracker):
     def _zero_flow(self) -> np.ndarray | None:
         return np.zeros(self.half, np.float32) if self.extra == 2 else None
 
+    def _backward_flow(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """The flow from ``cur`` back to ``prev`` (DIS, as the parent networks were trained)."""
+        from segtrack.models.oneshot import dis_flow
+
+        return dis_flow(prev, cur)
+
     def _flow_prev(self, img_prev: np.ndarray, mask_prev: np.ndarray, img: np.ndarray,
                    flow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(previous mask warped to ``img`` at stride 2, flow magnitude at stride 2); ``flow``:
         the DIS flow from ``img_prev`` to ``img`` when already computed."""
-        from segtrack.models.oneshot import dis_flow, flow_magnitude, resize
+        from segtrack.models.oneshot import flow_magnitude, resize
         from segtrack.trackers.flow import warp_backward
 
-        fl = dis_flow(img_prev, img) if flow is None else flow
+        fl = self._backward_flow(img_prev, img) if flow is None else flow
         warped = warp_backward(mask_prev.astype(np.float32), fl, cv2.INTER_LINEAR) > 0.5
         return resize(warped, self.half), resize(flow_magnitude(fl), self.half)
 
@@ -355,7 +366,8 @@ class OSVOSTracker(Tracker):
         """Extra input channels for ``small`` (``memo``: per-frame values objects share)."""
         return None
 
-    def _finish(self, logits: torch.Tensor, frame: np.ndarray) -> Prediction:
+    def _full_prob(self, logits: torch.Tensor, frame: np.ndarray) -> np.ndarray:
+        """The object probability at the frame size (boundaries refined)."""
         import torch.nn.functional as F
 
         H, W = self.frame_shape
@@ -363,13 +375,20 @@ class OSVOSTracker(Tracker):
             prob = torch.sigmoid(F.interpolate(logits[None, None], size=(H, W), mode="bilinear",
                                                align_corners=False))[0, 0].numpy()
         with stage("edges"):
-            prob = self.params.refine(prob, frame, H / logits.shape[0])
+            return self.params.refine(prob, frame, H / logits.shape[0])
+
+    def _prediction(self, prob: np.ndarray, small: np.ndarray) -> Prediction:
+        """The prediction of the frame-size probability ``prob``; ``small``: the mask at the
+        network's stride 2 that becomes the previous mask (when not empty)."""
         mask = prob > self.params.threshold
-        small = torch.sigmoid(logits).numpy() > self.params.threshold
         if small.any():
             self.prev_mask = small
         score = float(prob[mask].mean()) if mask.any() else 0.0
         return make_prediction(mask, score=score, scores=prob.astype(np.float32))
+
+    def _finish(self, logits: torch.Tensor, frame: np.ndarray) -> Prediction:
+        small = torch.sigmoid(logits).numpy() > self.params.threshold
+        return self._prediction(self._full_prob(logits, frame), small)
 
     def batch_key(self):
         return (self._graph_key, self.name)
@@ -478,14 +497,25 @@ class MaskTrackFlowTracker(MaskTrackTracker):
     """MaskTrack+Flow: flow-warped previous mask and flow magnitude as inputs."""
 
     name = "masktrack-flow"
+    Params = MaskTrackFlowParams
     default_weights = "masktrack-flow"
     extra = 2
 
+    def _backward_flow(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """DIS, or with ``flow=flownet`` the trained FlowNet (the parent saw DIS flow)."""
+        if self.params.flow == "dis":
+            return super()._backward_flow(prev, cur)
+        if getattr(self, "_flownet", None) is None:
+            from segtrack.video.optical_flow import make_flow_estimator
+
+            self._flownet = make_flow_estimator(self.params.flow, device=self.device)
+        return self._flownet.calc(cur, prev)
+
     def _extra_now(self, small: np.ndarray, memo: dict) -> torch.Tensor | None:
-        from segtrack.models.oneshot import dis_flow, extra_tensor, resize
+        from segtrack.models.oneshot import extra_tensor, resize
 
         prev_full = resize(self.prev_mask, self.size)
         if "flow" not in memo:  # one flow field for every object of the frame
-            memo["flow"] = dis_flow(self.prev_small, small)
+            memo["flow"] = self._backward_flow(self.prev_small, small)
         warped, mag = self._flow_prev(self.prev_small, prev_full, small, memo["flow"])
         return extra_tensor([warped], [mag])

@@ -34,6 +34,7 @@ _METHODS: dict[str, str] = {
     # issue 4 (one-shot family)
     "osvos": "segtrack.trackers.oneshot:OSVOSTracker",
     "onavos": "segtrack.trackers.oneshot:OnAVOSTracker",
+    "osvos-s": "segtrack.trackers.osvos_s:OSVOSSTracker",
     "masktrack": "segtrack.trackers.oneshot:MaskTrackTracker",
     "masktrack-flow": "segtrack.trackers.oneshot:MaskTrackFlowTracker",
 }
@@ -118,6 +119,9 @@ _CATALOGUE: dict[str, tuple] = {
     "osvos": (_ANY, _FIRST, 0.51, "", {_MASK: (0.813, 3), _BOX: (0.841, 1)},
               {_MASK: 0.880, _BOX: 0.841},
               "learns the object from the first frame; the most accurate on new footage"),
+    "osvos-s": (_ANY, _FIRST, None, "about a quarter of osvos's speed", {_MASK: (0.859, 3)},
+                {_MASK: 0.912},
+                "osvos that follows only the instance it started on; drops look-alikes"),
     "onavos": (_ANY, "first frame, then online", 0.11, "", {_MASK: (0.836, 1), _BOX: (0.831, 1)},
                {_MASK: 0.836, _BOX: 0.831},
                "osvos that keeps adapting while it tracks; slow"),
@@ -194,8 +198,9 @@ def best_method(init: str) -> str:
     method was measured on (three-fold means exist for a few methods only and run lower, so
     they are not comparable with the others' fold-0 figures).  Figures within one J&F point of
     the best are a tie (run-to-run noise); the fastest of them wins.  With the figures of
-    BENCHMARKS.md: ``osvos`` from a mask (0.880 on fold 0; 0.813 over three folds) and from a
-    box (0.841, tied with masktrack's 0.844 and masktrack-flow's 0.840, and faster).
+    BENCHMARKS.md: ``osvos-s`` from a mask (0.912 on fold 0; 0.859 over three folds, osvos
+    0.880 / 0.813) and ``osvos`` from a box (0.841, tied with masktrack's 0.844 and
+    masktrack-flow's 0.840, and faster).
     """
     key = str(init).strip().lower()
     if key == _CLICKS:

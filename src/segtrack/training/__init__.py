@@ -29,6 +29,8 @@ TRAINERS: dict[str, str] = {
     "masktrack-flow": "segtrack.training.oneshot:main_masktrack_flow",
     # box and clicks to a mask (the first mask of every method started from a box)
     "clickseg": "segtrack.training.clickseg:main",
+    # learned optical flow (FlowNetS / FlowNetC; --variant s|c)
+    "flownet": "segtrack.training.flownet:main",
 }
 
 

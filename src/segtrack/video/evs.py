@@ -36,12 +36,7 @@ import numpy as np
 
 from segtrack.errors import InputError
 from segtrack.trackers.flow import warp_backward
-
-_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
+from segtrack.video.optical_flow import DIS_PRESETS, check_flow, make_flow_estimator
 
 
 @dataclasses.dataclass
@@ -51,6 +46,7 @@ class EVSConfig:
     W: bool = True  # warp with optical flow between keyframes (else hold)
     R: bool = False  # Refiner + IAM on non-keyframes
     preset: str = "ultrafast"  # DIS operating point
+    flow: str = "dis"  # the optical flow: dis | flownet | flownet-s | flownet-c
     iam_dilate: int = 5  # IAM dilation kernel (pixels at the D resolution)
     iam_blur: int = 9  # IAM Gaussian smoothing kernel (odd)
 
@@ -59,8 +55,9 @@ class EVSConfig:
             raise InputError(f"EVS D={self.D}: the downscale factor must be in [0.05, 1]")
         if int(self.S) < 1:
             raise InputError(f"EVS S={self.S}: the keyframe interval must be >= 1")
-        if self.preset not in _PRESETS:
-            raise InputError(f"EVS preset '{self.preset}': use one of {', '.join(_PRESETS)}")
+        if self.preset not in DIS_PRESETS:
+            raise InputError(f"EVS preset '{self.preset}': use one of {', '.join(DIS_PRESETS)}")
+        self.flow = check_flow(self.flow)
         return self
 
 
@@ -166,7 +163,7 @@ class EVSPipeline:
             raise InputError("EVS with R=1 needs Refiner weights (see docs/evs_lmanet.md)")
         self.segment = segment
         self.refiner = refiner if self.cfg.R else None
-        self._dis = cv2.DISOpticalFlow_create(_PRESETS[self.cfg.preset])
+        self._flow = make_flow_estimator(self.cfg.flow, self.cfg.preset)
         self._pool = ThreadPoolExecutor(max_workers=1) if self.cfg.W else None
         self.small_size: tuple[int, int] | None = None
         self.index = -1
@@ -209,12 +206,16 @@ class EVSPipeline:
 
     def _after_keyframe(self, small: np.ndarray, probs: np.ndarray) -> None:
         self.probs = np.ascontiguousarray(probs, np.float32)
-        self.prev_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        self.prev_gray = self._flow_input(small)
         self.feats = self.refiner.lowlevel(small) if self.refiner is not None else None
 
+    def _flow_input(self, small: np.ndarray) -> np.ndarray:
+        """What the flow estimator is given: grey for DIS, colour for FlowNet."""
+        return small if self.cfg.flow != "dis" else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+
     def _flows(self, gray: np.ndarray, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        back = self._dis.calc(gray, self.prev_gray, None)
-        fwd = self._dis.calc(self.prev_gray, gray, None) if both else None
+        back = self._flow.calc(gray, self.prev_gray)
+        fwd = self._flow.calc(self.prev_gray, gray) if both else None
         return back, fwd
 
     def step(self, frame: np.ndarray) -> np.ndarray:
@@ -230,7 +231,7 @@ class EVSPipeline:
             return self.probs
         if not cfg.W:  # hold the last prediction (Table 3.2, W = ✗)
             return self.probs
-        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        gray = self._flow_input(small)
         fut = self._pool.submit(self._flows, gray, cfg.R)
         img_feats = self.refiner.image_branch(small) if cfg.R else None  # overlaps with the flow
         flow_back, flow_fwd = fut.result()
