@@ -8,8 +8,9 @@ that class's probability map thresholded at 0.5, optionally restricted to the co
 components that touch the previous mask dilated by ``keep_near`` pixels (0 = off).
 ``lmanet`` is the same with the Local Memory Attention modules of ch. 4
 (:mod:`segtrack.models.lmanet`): the memory holds the encoder keys/values of the previous L-1
-frames.  Defaults: ``weights/semseg-davis.pt`` (DAVIS foreground) and ``weights/lmanet-synth.pt``
-(the multi-class synthetic model: only LMANet on synthetic videos was trained so far).
+frames.  Defaults: ``weights/semseg-davis.pt`` (DAVIS foreground) and ``weights/lmanet-davis.pt``
+(its LMANet, trained on DAVIS without fold 0; ``weights=lmanet-synth`` is the multi-class model
+of the synthetic videos).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from segtrack.types import Prediction
 
 @dataclasses.dataclass
 class SemSegParams(TrackerParams):
-    weights: str = ""  # "" = weights/semseg-davis.pt (lmanet: weights/lmanet-synth.pt)
+    weights: str = ""  # "" = weights/semseg-davis.pt (lmanet: weights/lmanet-davis.pt)
     threshold: float = 0.5
     keep_near: int = 0  # keep components within this many pixels of the previous mask (0 = off)
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
@@ -91,7 +92,7 @@ class LMANetTracker(SemSegTracker):
     """``semseg`` with the LMANet memory (seed 001, ch. 4)."""
 
     name = "lmanet"
-    default_weights = "lmanet-synth"
+    default_weights = "lmanet-davis"
 
     def _load(self):
         from segtrack.models.lmanet import load_lmanet
