@@ -18,7 +18,7 @@ from segtrack.errors import InputError
 
 #: --param flow values; ``flownet`` is the variant with the lower held-out end-point error
 FLOW_CHOICES = ("dis", "flownet", "flownet-s", "flownet-c")
-FLOWNET_DEFAULT = "flownet-c"
+FLOWNET_DEFAULT = "flownet-s"
 
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
