@@ -119,7 +119,7 @@ _CATALOGUE: dict[str, tuple] = {
     "osvos": (_ANY, _FIRST, 0.51, "", {_MASK: (0.813, 3), _BOX: (0.841, 1)},
               {_MASK: 0.880, _BOX: 0.841},
               "learns the object from the first frame; the most accurate on new footage"),
-    "osvos-s": (_ANY, _FIRST, None, "about a quarter of osvos's speed", {_MASK: (0.859, 3)},
+    "osvos-s": (_ANY, _FIRST, 0.06, "", {_MASK: (0.859, 3)},
                 {_MASK: 0.912},
                 "osvos that follows only the instance it started on; drops look-alikes"),
     "onavos": (_ANY, "first frame, then online", 0.11, "", {_MASK: (0.836, 1), _BOX: (0.831, 1)},
