@@ -114,3 +114,11 @@ def test_lma_module_output_has_encoder_shape():
     k, v = mod.memorize(torch.randn(2, 16, 9, 11))
     out = mod(enc, k[None], v[None])
     assert out.shape == enc.shape
+
+
+def test_lmanet_trainer_refuses_resume(tmp_path):
+    from segtrack.errors import InputError
+    from segtrack.training import run_training
+
+    with pytest.raises(InputError, match="--resume"):
+        run_training("lmanet", ["--data", "synthetic", "--out", str(tmp_path / "r"), "--resume"])

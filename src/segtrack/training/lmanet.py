@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None,
                    help="weight file stem (default: lmanet-synth or lmanet-davis)")
     a = p.parse_args(argv)
+    if a.resume:
+        raise InputError("--resume: this trainer keeps no checkpoint (a run takes under an "
+                         "hour); run it again without --resume")
     if a.base.strip().lower() != "semseg":
         raise InputError(f"--base {a.base}: LMANet needs an encoder-decoder segmenter; "
                          "supported: semseg")
