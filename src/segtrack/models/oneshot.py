@@ -251,10 +251,10 @@ def dis_flow(prev_rgb: np.ndarray, cur_rgb: np.ndarray) -> np.ndarray:
     """Backward DIS flow (ULTRAFAST, as the ``flow`` tracker): for each pixel of ``cur_rgb``,
     its displacement to ``prev_rgb`` (H, W, 2) float32."""
     if not _DIS:
-        _DIS.append(cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST))
-    g0 = cv2.cvtColor(prev_rgb, cv2.COLOR_RGB2GRAY)
-    g1 = cv2.cvtColor(cur_rgb, cv2.COLOR_RGB2GRAY)
-    return _DIS[0].calc(g1, g0, None)
+        from segtrack.video.optical_flow import DISFlow
+
+        _DIS.append(DISFlow("ultrafast"))
+    return _DIS[0].calc(cur_rgb, prev_rgb)
 
 
 def flow_magnitude(flow: np.ndarray) -> np.ndarray:

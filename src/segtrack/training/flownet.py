@@ -180,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     pool.shutdown()
     ck.save(a.iters, state(), rng)
     model.eval()
-    torch.set_num_threads(max(1, a.threads))
     net = FlowNetEstimator(model)
     metrics = evaluate_epe({f"flownet-{a.variant}": net.calc,
                             "dis-ultrafast": dis_calc("ultrafast"),
