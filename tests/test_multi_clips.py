@@ -373,3 +373,18 @@ def test_davis_reader_takes_late_objects_from_meta_json(tmp_path) -> None:
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(InputError, match="meta.json"):
         load_davis(tmp_path)
+
+
+def test_training_clips_use_training_photographs_and_the_given_backgrounds(inputs) -> None:
+    static, davis = inputs
+    samples = load_static_sets([static])
+    train = {f"{s.source}/{s.image.name}" for s in without_heldout(samples)}
+    maker = MultiClipMaker(samples, davis, MultiParams(**SMALL), objects="training",
+                           backgrounds=["beta"])
+    clips = [maker.clip(i, 11) for i in range(4)]
+    used = {o["source"] for c in clips for o in c.info["objects"].values()}
+    assert used and used <= train  # never a held-out object
+    assert {c.info["background"]["sequence"] for c in clips} == {"beta"}
+    with pytest.raises(InputError, match="background sequences"):
+        MultiClipMaker(samples, davis, MultiParams(**SMALL), objects="training",
+                       backgrounds=["gamma"])

@@ -307,3 +307,44 @@ def test_rts_trainer_tunes_the_stride16_stage_and_the_tracker_uses_it(tmp_path):
     with pytest.raises(InputError, match="--tune-stride16 static"):
         run_training("rts", ["--data", str(root), "--out", str(tmp_path / "x"),
                              "--tune-stride16", "static"])
+
+
+def test_rts_trainer_learns_from_multi_object_samples(tmp_path):
+    import json
+
+    import cv2
+
+    from segtrack.data.synthetic import make_video, write_video
+    from segtrack.training.rts import build_multi_cache
+
+    root = tmp_path / "d"
+    for s in (0, 1, 2):
+        write_video(make_video(s, num_frames=5, height=120, width=200), root, f"clip{s}")
+    photos = tmp_path / "photos"
+    for d in ("images", "masks"):
+        (photos / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        img = rng.integers(0, 255, (90, 70, 3), dtype=np.uint8)
+        m = np.zeros((90, 70), np.uint8)
+        cv2.ellipse(m, (35, 45), (22, 35), 0, 0, 360, 255, -1)
+        cv2.imwrite(str(photos / "images" / f"{i:04d}.jpg"), img)
+        cv2.imwrite(str(photos / "masks" / f"{i:04d}.png"), m)
+    cache = build_multi_cache([str(photos)], root, 5, 3, ["clip1"], 96, 4.0,
+                              "efficientnet-lite0", None, True)
+    assert len(cache["names"]) == 5 and set(cache["lengths"]) == {3}
+    first = cache["m4"][::3].reshape(5, -1)
+    assert bool((first.amax(1) > 127).all())  # every sample starts with its target visible
+    assert not torch.isnan(cache["boxes"][::3]).any()
+    out = tmp_path / "run"
+    assert run_training("rts", [
+        "--data", str(root), "--out", str(out), "--fold", "0", "--folds", "3", "--iters", "2",
+        "--batch", "2", "--crop-size", "96", "--variants", "1", "--threads", "1", "--quiet",
+        "--static", str(photos), "--static-clips", "2", "--static-iters", "2",
+        "--static-multi", "4", "--static-multi-share", "1.0"]) == 0
+    info = json.loads((out / "rts.manifest.json").read_text())
+    assert info["static"]["multi"]["samples"] == 4
+    assert "clip0" not in info["static"]["multi"]["backgrounds"]  # the held-out fold's videos
+    with pytest.raises(InputError, match="--static-multi: needs --static"):
+        run_training("rts", ["--data", str(root), "--out", str(tmp_path / "x"),
+                             "--static-multi", "4"])

@@ -20,7 +20,7 @@ import numpy as np
 
 from segtrack.errors import InputError
 from segtrack.profiling import stage
-from segtrack.trackers.multi import MultiObjectTracker, resolve_overlaps
+from segtrack.trackers.multi import MultiObjectTracker
 from segtrack.trackers.registry import load_tracker
 from segtrack.types import Frame, Prediction
 
@@ -142,8 +142,8 @@ def track_video(
                     preds[k] = multi.add(k, fr.image, mask=m, box=spec.get("box"))
             except InputError as e:
                 raise InputError(f"object {k} on frame {fr.index} ({fr.name}): {e}") from None
-        preds, labels = resolve_overlaps(preds, fr.size)
-        multi.feedback(tracked, preds, labels)  # each tracker goes on from its final mask
+        # each tracker goes on from its final mask
+        preds, labels = multi.resolve(tracked, preds, fr.size)
         dt = time.perf_counter() - t0
         yield TrackResult(fr, preds, labels, dt, started)
     if pending:

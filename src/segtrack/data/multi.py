@@ -247,19 +247,32 @@ class MultiClipMaker:
 
     Args:
         samples: the photographs (:func:`~segtrack.data.static.load_static_sets`, whole
-            sets); only :func:`heldout_objects` of them are used.
+            sets); only :func:`heldout_objects` of them are used, or with
+            ``objects="training"`` only the training part of the split (training clips).
         davis_root: a DAVIS-2016-style folder (``JPEGImages/480p``, ``Annotations/480p``)
             whose frames become the backgrounds.
         params: what the clips look like.
+        backgrounds: the sequence names the backgrounds may come from (default: all).
     """
 
     def __init__(self, samples: Sequence[StaticSample], davis_root: str | os.PathLike,
-                 params: MultiParams | None = None) -> None:
+                 params: MultiParams | None = None, objects: str = "heldout",
+                 backgrounds: Sequence[str] | None = None) -> None:
         from segtrack.eval.datasets import load_davis
 
+        if objects not in ("heldout", "training"):
+            raise ValueError(f"objects: {objects!r} (expected 'heldout' or 'training')")
         self.p = params or MultiParams()
         self.davis = load_davis(davis_root)
-        self.held = heldout_objects(samples)
+        if backgrounds is not None:  # e.g. a trainer's own sequences, not its held-out fold
+            self.davis = [q for q in self.davis if q.name in set(backgrounds)]
+            if not self.davis:
+                raise InputError("multi-object clips: none of the background sequences is in "
+                                 f"{davis_root}")
+        # "training": clips for a trainer, from the photographs it may use (never an object of
+        # the held-out set)
+        self.held = (heldout_objects(samples) if objects == "heldout"
+                     else split_static(samples)[0])
         usable = []
         for s in self.held:
             if _usable(read_static(s)[1], self.p):

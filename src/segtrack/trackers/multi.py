@@ -66,13 +66,20 @@ class MultiObjectTracker:
                 others = (labels != 0) & (labels != k)
                 self.trackers[k].feedback(f.mask, others)
 
+    def resolve(self, tracked: dict[int, Prediction], preds: dict[int, Prediction],
+                shape: tuple[int, int]) -> tuple[dict[int, Prediction], np.ndarray]:
+        """The frame's final masks: :func:`resolve_overlaps` over ``preds`` (``tracked`` plus
+        the objects started on this frame); each tracked object's tracker is told its final
+        mask (:meth:`feedback`)."""
+        final, labels = resolve_overlaps(preds, shape)
+        self.feedback(tracked, final, labels)
+        return final, labels
+
     def step(self, frame: np.ndarray, skip: set[int] | None = None
              ) -> tuple[dict[int, Prediction], np.ndarray]:
-        """:meth:`track`, :func:`resolve_overlaps` and :meth:`feedback` in one call."""
+        """:meth:`track` and :meth:`resolve` in one call."""
         own = self.track(frame, skip=skip)
-        final, labels = resolve_overlaps(own, frame.shape[:2])
-        self.feedback(own, final, labels)
-        return final, labels
+        return self.resolve(own, own, frame.shape[:2])
 
 
 def soft_aggregate(probs: list[np.ndarray]) -> np.ndarray:

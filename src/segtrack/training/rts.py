@@ -25,6 +25,7 @@ LWL's segmentation branch alone (the baseline row of Table 5.1).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -184,8 +185,6 @@ def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors
     """The same arrays as :func:`build_cache` for ``clips`` clips of ``frames`` frames made
     from the photographs of ``dirs`` (:mod:`segtrack.data.static`); clip i's target is photo
     ``i mod N``, each clip is a "sequence" of the cache (one crop per frame)."""
-    import dataclasses
-
     from tqdm import tqdm
 
     from segtrack.data.static import (
@@ -215,6 +214,58 @@ def build_static_cache(dirs: Sequence[str], clips: int, frames: int, distractors
                       (STATIC_SEED, 1, i), jitter=i)
         return store.finish(1, backbone_name, quiet,
                             {"photos": len(samples), "distractors": kinds})
+
+    return load_or_build(cache_file, key, build)
+
+
+MULTI_SEED = 30000  # the training multi-object clips (the held-out set: seed 20000)
+
+
+def build_multi_cache(dirs: Sequence[str], data: Path, count: int, frames: int,
+                      backgrounds: Sequence[str], size: int, factor: float, backbone_name: str,
+                      cache_file: str | None, quiet: bool, windows: int = 2) -> dict:
+    """The same arrays as :func:`build_cache` for ``count`` samples from multi-object clips
+    (:class:`segtrack.data.multi.MultiClipMaker` with the *training* photographs, never an
+    object of the held-out set, over frames of ``backgrounds``): 3 to 8 look-alike objects
+    that move, cross and hide each other. A sample is ``frames`` consecutive frames of one
+    object (``windows`` per object and clip), the others around it as distractors."""
+    from tqdm import tqdm
+
+    from segtrack.data.multi import MultiClipMaker, MultiParams
+    from segtrack.data.static import load_static_sets
+
+    samples = load_static_sets(dirs)
+    params = MultiParams()
+    key = hashlib.sha256(json.dumps(
+        [[str(q.image) for q in samples], count, frames, sorted(backgrounds),
+         dataclasses.asdict(params), size, factor, backbone_name, MULTI_SEED, windows],
+        default=str).encode()).hexdigest()[:16]
+
+    def build() -> dict:
+        maker = MultiClipMaker(samples, data, params, objects="training",
+                               backgrounds=backgrounds)
+        store = _CropStore(size, factor)
+        n = i = 0
+        bar = tqdm(total=count, desc="multi-object clips", disable=quiet)
+        while n < count:
+            clip = maker.clip(i, MULTI_SEED)
+            rng = np.random.default_rng([MULTI_SEED, i, 1])
+            labels = np.stack(clip.labels)
+            for k in sorted(clip.layers):
+                seen = (labels == k).reshape(len(labels), -1).sum(1) >= 64
+                starts = [j for j in range(len(labels) - frames + 1) if seen[j]]
+                for j0 in rng.permutation(starts)[:windows] if starts else []:
+                    if n >= count:
+                        break
+                    j0 = int(j0)
+                    store.add(f"multi{i}_{k}_{j0}",
+                              [(clip.frames[j], labels[j] == k) for j in range(j0, j0 + frames)],
+                              1, (MULTI_SEED, i, k, j0), jitter=n)
+                    n += 1
+                    bar.update(1)
+            i += 1
+        bar.close()
+        return store.finish(1, backbone_name, quiet, {"clips": i})
 
     return load_or_build(cache_file, key, build)
 
@@ -382,6 +433,13 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     add_static_args(p, "clips", 4000, 0.3)
     p.add_argument("--static-cache", default=None,
                    help="feature cache file of the photograph clips (default: none, in RAM)")
+    p.add_argument("--static-multi", type=int, default=0, metavar="N",
+                   help="also N samples from multi-object clips made from the photographs "
+                        "(3-8 look-alikes crossing and hiding each other; default: none)")
+    p.add_argument("--static-multi-share", type=float, default=0.5,
+                   help="share of the photograph samples of a batch that are multi-object")
+    p.add_argument("--static-multi-cache", default=None,
+                   help="feature cache file of the multi-object samples (default: none, in RAM)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this many minutes (0: no limit)")
@@ -400,6 +458,13 @@ def train(method: str, argv: list[str]) -> int:
     rng = seed_everything(args.seed)
     rng_t = torch.Generator().manual_seed(args.seed)
     check_static_args(args, "clips")  # before the long feature caches
+    if args.static_multi and not args.static:
+        raise InputError("--static-multi: needs --static DIR (the photographs to cut from)")
+    if args.static_multi < 0:
+        raise InputError(f"--static-multi {args.static_multi}: must be at least 0")
+    if not 0.0 <= args.static_multi_share <= 1.0:
+        raise InputError(
+            f"--static-multi-share {args.static_multi_share}: must be between 0 and 1")
     t0 = time.time()
     cache = build_cache(data, args.variants, args.crop_size, args.search_factor,
                         args.backbone, args.cache, args.quiet)
@@ -410,8 +475,13 @@ def train(method: str, argv: list[str]) -> int:
                                     args.search_factor, args.backbone,
                                     args.static_cache, args.quiet,
                                     holdout=args.static_holdout)
-    t_cache = time.time() - t0
     train_names, held = split_sequences(cache["names"], args.fold, args.folds)
+    multi = None
+    if args.static_multi:
+        multi = build_multi_cache(args.static, data, args.static_multi, args.frames,
+                                  train_names, args.crop_size, args.search_factor,
+                                  args.backbone, args.static_multi_cache, args.quiet)
+    t_cache = time.time() - t0
     ch = {k: v.shape[1] for k, v in cache["feats"].items()}
     cfg = RTSConfig(backbone=args.backbone, crop_size=args.crop_size,
                     conditioning=(method == "rts"), channels4=ch[4], channels8=ch[8],
@@ -448,6 +518,7 @@ def train(method: str, argv: list[str]) -> int:
     batcher = Batcher(cache, train_names, args.frames, args.max_gap)
     static_batcher = None if static is None else Batcher(static, static["names"], args.frames,
                                                          None)
+    multi_batcher = None if multi is None else Batcher(multi, multi["names"], args.frames, None)
 
     def state() -> dict:
         return {"model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -469,8 +540,12 @@ def train(method: str, argv: list[str]) -> int:
         else:  # photograph clips only in the static stage, then mixed in at --static-ratio
             n_static = static_share(rng, args.batch, step, args)
             parts = []
-            if n_static:
-                parts.append(_gather(static, static_batcher.draw(rng, n_static)))
+            n_multi = 0 if multi is None else int(rng.binomial(n_static,
+                                                               args.static_multi_share))
+            if n_multi:
+                parts.append(_gather(multi, multi_batcher.draw(rng, n_multi)))
+            if n_static - n_multi:
+                parts.append(_gather(static, static_batcher.draw(rng, n_static - n_multi)))
             if args.batch - n_static:
                 parts.append(_gather(cache, batcher.draw(rng, args.batch - n_static)))
             batch = {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
@@ -509,6 +584,9 @@ def train(method: str, argv: list[str]) -> int:
     if static is not None:
         info["static"] = {"dirs": args.static, "photos": static.get("photos"),
                           "clips": len(static["names"]), "distractors": static.get("distractors")}
+    if multi is not None:
+        info["static"]["multi"] = {"samples": len(multi["names"]), "clips": multi.get("clips"),
+                                   "seed": MULTI_SEED, "backgrounds": train_names}
     if held:
         info["b2m_iou_held_out"] = evaluate_b2m(net, data, held, args.crop_size,
                                                 args.search_factor)
