@@ -153,14 +153,40 @@ def test_rts_learns_nothing_from_pixels_another_object_holds():
     tr.track(frames[1])
     tr._flush()
     n_seg, n_inst = len(tr.seg_mem), len(tr.inst_mem)
+    before = tr.state
     tr.track(frames[2])
     # another object holds every pixel: the frame's sample is all background, so the
-    # segmentation memory takes no sample (rule c), the instance memory still does
+    # segmentation memory takes no sample (rule c); the instance peak lies on the other
+    # object, so the instance memory takes none either, and the object counts as hidden
+    # behind it: its search region stays where it was
     everything = np.ones(frames[2].shape[:2], bool)
     tr.feedback(np.zeros_like(everything), everything)
     assert float(tr._pending[4].max()) < tr.params.t_ss and tr._pending[6] is False
+    assert tr.state == before and tr.lost_scale > 1.0
     tr._flush()
-    assert len(tr.seg_mem) == n_seg and len(tr.inst_mem) == n_inst + 1
+    assert len(tr.seg_mem) == n_seg and len(tr.inst_mem) == n_inst
+
+
+def test_rts_instance_memory_skips_a_peak_on_another_object():
+    from test_rts import moving_object_video
+
+    frames, masks = moving_object_video(n=3)
+    tr = load_tracker("rts")
+    tr.init(frames[0], mask=masks[0])
+    tr.track(frames[1])
+    tr._flush()
+    n_inst = len(tr.inst_mem)
+    pred = tr.track(frames[2])
+    assert tr._pending[5]  # the instance branch found the target ...
+    # ... but another object holds the pixels around the peak (not the whole mask)
+    others = np.zeros(frames[2].shape[:2], bool)
+    x, y, w, h = pred.box
+    others[int(y):int(y + h), int(x):int(x + w)] = True
+    keep = pred.mask & ~others
+    tr.feedback(keep, others)
+    assert tr._pending[5] is False
+    tr._flush()
+    assert len(tr.inst_mem) == n_inst
 
 
 def test_regression_rts_on_a_held_out_multi_object_clip(tmp_path):

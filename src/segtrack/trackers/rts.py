@@ -178,6 +178,7 @@ class RTSTracker(Tracker):
     name = "rts"
     Params = RTSParams
     learns = True
+    hard_negatives = True  # feedback: the instance branch and search region ignore neighbours
 
     def __init__(self, params=None, device: str = "cpu", **kw) -> None:
         super().__init__(params, device, **kw)
@@ -380,33 +381,51 @@ class RTSTracker(Tracker):
             mask = full > p.threshold
         # memories (rules a-d): applied before the next frame, so that with several objects the
         # sample is the final mask (:meth:`feedback`), not pixels that went to a neighbour
-        self._pending = [t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak, crop]
+        self._pending = [t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak, crop,
+                         self.state, self.lost_scale]
         with stage("post"):
             return self._finish(mask, full, crop, peak, inst_ok, smax)
 
     def _flush(self) -> None:
         if self._pending is not None:
-            t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak, _crop = self._pending
+            t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak = self._pending[:8]
             self._pending = None
             with stage("learn"):
                 self._update_memories(t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak)
 
     def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
         """The other objects' pixels become background in this frame's memory sample (hard
-        negatives), and the next search region follows the final mask."""
+        negatives), and the next search region follows the final mask. Where the instance
+        peak lies on another object, the frame teaches the instance branch nothing (it would
+        learn the neighbour's place as the target's); where every pixel went to others, the
+        object is taken as hidden behind them: its search region stays where it was (grown)
+        instead of moving onto them."""
         from segtrack.models.rts.search import crop_mask
 
+        p = self.params
         if self._pending is not None:
             prob4, prob_np, crop = self._pending[3], self._pending[4], self._pending[8]
             keep = 1.0 - crop_mask(others, crop, size=prob_np.shape[0])
             prob_np = (prob_np * keep).astype(np.float32)
             prob4 = prob4 * torch.from_numpy(keep).to(prob4.device, prob4.dtype)[None, None]
             self._pending[3], self._pending[4] = prob4, prob_np
-            self._pending[6] = bool((prob_np > self.params.t_ss).any())
+            self._pending[6] = bool((prob_np > p.t_ss).any())
+            peak = self._pending[7]
+            if peak is not None and self.hard_negatives:
+                cells = p.crop_size // 16
+                u, v = crop.point_to_frame(peak[0] * crop.size / cells,
+                                           peak[1] * crop.size / cells)
+                iy = min(max(int(v), 0), others.shape[0] - 1)
+                ix = min(max(int(u), 0), others.shape[1] - 1)
+                if others[iy, ix]:
+                    self._pending[5] = False
         if mask.any():
             ys, xs_ = np.nonzero(mask)
             x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
             self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0), float(y1 - y0))
+        elif self._pending is not None and self.hard_negatives:
+            self.state = self._pending[9]
+            self.lost_scale = min(self._pending[10] * p.grow, 4.0)
 
     def _update_memories(self, t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak) -> None:
         p = self.params
