@@ -6,8 +6,8 @@
    crop) in eager torch, ONNX Runtime and OpenVINO (when installed), 1 and 2 threads;
 2. every method on the same sequences with ``runtime=torch`` and ``runtime=onnx`` (fps, init
    seconds, per-stage milliseconds, held-out J&F), ``flow`` in the same run as the baseline;
-3. multi-object scaling: 1, 2, 3, 5 objects (the first mask cut into vertical strips, so the
-   objects do not overlap) for rts and osvos, fps against ``flow`` with the same objects.
+3. multi-object scaling: 1, 2, 3, 5 objects (``--counts``; the first mask cut into vertical
+   strips, so the objects do not overlap), fps against ``flow`` with the same objects.
 
 Writes one JSON per step into ``--out``; prints a markdown table of each.
 """
@@ -129,9 +129,8 @@ def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5),
     gt = seq.read_labels(0) > 0
     xs = np.nonzero(gt.any(0))[0]
     rows = []
-    for method, params in (("flow", {}), ("rts", {}), ("osvos", {}), ("siammask", {})):
-        if methods and method not in methods:
-            continue
+    for method in methods or ("flow", "rts", "osvos", "siammask"):
+        params: dict = {}
         for k in counts:
             edges = np.linspace(xs.min(), xs.max() + 1, k + 1).astype(int)
             objs = {}
@@ -161,6 +160,7 @@ def main() -> None:
     ap.add_argument("--steps", default="engines,methods,scaling")
     ap.add_argument("--runtimes", default="torch,onnx", help="runtimes of step 2")
     ap.add_argument("--scaling-methods", default="flow,rts,osvos,siammask")
+    ap.add_argument("--counts", default="1,2,3,5", help="object counts of step 3")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,8 @@ def main() -> None:
         methods(a.root, a.sequences.split(","), out, a.only.split(",") if a.only else None,
                 tuple(a.runtimes.split(",")))
     if "scaling" in steps:
-        scaling(a.root, a.sequences.split(",")[0], out, methods=a.scaling_methods.split(","))
+        scaling(a.root, a.sequences.split(",")[0], out, methods=a.scaling_methods.split(","),
+                counts=tuple(int(c) for c in a.counts.split(",")))
 
 
 if __name__ == "__main__":

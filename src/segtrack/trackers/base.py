@@ -172,6 +172,9 @@ class Tracker(ABC):
             )
         self.frame_index += 1
 
+    # set by the multi-object runner while other objects are tracked beside this one
+    accompanied: bool = False
+
     def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
         """The object's final mask on the frame just tracked, after several objects' overlaps
         were resolved, and ``others``: the pixels the other objects hold there.

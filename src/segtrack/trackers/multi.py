@@ -51,6 +51,8 @@ class MultiObjectTracker:
         ids = [k for k in self.trackers if k not in skip]
         if not ids:
             return {}
+        for t in self.trackers.values():
+            t.accompanied = len(self.trackers) > 1
         preds = Tracker.track_many([self.trackers[k] for k in ids], frame)
         return dict(zip(ids, preds))
 

@@ -118,6 +118,11 @@ class RTSParams(TrackerParams, EdgeParams):
     crop_size: int = 288  # search region resolution (pixels)
     search_factor: float = 4.0  # region side / sqrt(target area)
     grow: float = 1.1  # region growth per frame while the target is lost
+    # the next search region follows the mask's pieces near the last target box (or, with
+    # other objects beside, the piece under the instance peak: pieces=auto|near|peak), its
+    # size changed by at most this factor per frame (0: the min-max box of the whole mask)
+    max_resize: float = 1.25
+    pieces: str = "auto"
     seg_memory: int = 32
     inst_memory: int = 50
     t_sc: float = 0.3  # instance score threshold
@@ -190,6 +195,10 @@ class RTSTracker(Tracker):
         if p.seg_memory < 1 or p.inst_memory < 1:
             raise InputError("parameters 'seg_memory' and 'inst_memory' must be >= 1")
         p.check_edges()
+        if p.pieces not in ("auto", "near", "peak"):
+            raise InputError(f"parameter 'pieces': {p.pieces!r} must be auto, near or peak")
+        if p.max_resize < 0 or 0 < p.max_resize < 1:
+            raise InputError(f"parameter 'max_resize': {p.max_resize} must be 0 or >= 1")
         from segtrack.models.rts import default_weights, resolve_weights
         from segtrack.runtime import resolve_runtime
 
@@ -410,19 +419,22 @@ class RTSTracker(Tracker):
             prob4 = prob4 * torch.from_numpy(keep).to(prob4.device, prob4.dtype)[None, None]
             self._pending[3], self._pending[4] = prob4, prob_np
             self._pending[6] = bool((prob_np > p.t_ss).any())
-            peak = self._pending[7]
-            if peak is not None and self.hard_negatives:
-                cells = p.crop_size // 16
-                u, v = crop.point_to_frame(peak[0] * crop.size / cells,
-                                           peak[1] * crop.size / cells)
-                iy = min(max(int(v), 0), others.shape[0] - 1)
-                ix = min(max(int(u), 0), others.shape[1] - 1)
+            peak_xy = self._peak_xy(crop, self._pending[7])
+            if peak_xy is not None and self.hard_negatives:
+                iy = min(max(int(peak_xy[1]), 0), others.shape[0] - 1)
+                ix = min(max(int(peak_xy[0]), 0), others.shape[1] - 1)
                 if others[iy, ix]:
                     self._pending[5] = False
         if mask.any():
-            ys, xs_ = np.nonzero(mask)
-            x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
-            self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0), float(y1 - y0))
+            if p.max_resize > 0 and self._pending is not None:
+                self.state = self._pending[9]  # the state the frame was tracked from
+                self.state = self._state_from(
+                    mask, peak_xy if self._pending[5] else None)
+            else:
+                ys, xs_ = np.nonzero(mask)
+                x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
+                self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0),
+                              float(y1 - y0))
         elif self._pending is not None and self.hard_negatives:
             self.state = self._pending[9]
             self.lost_scale = min(self._pending[10] * p.grow, 4.0)
@@ -452,6 +464,50 @@ class RTSTracker(Tracker):
                 self._learn_inst(p.inst_update_iters)
                 self.inst_changed = False
 
+    def _peak_xy(self, crop, peak) -> tuple[float, float] | None:
+        """The instance peak (stride-16 cells of ``crop``) in frame pixels."""
+        if peak is None:
+            return None
+        cells = self.params.crop_size // 16
+        return crop.point_to_frame(peak[0] * crop.size / cells, peak[1] * crop.size / cells)
+
+    def _state_from(self, mask: np.ndarray, peak_xy) -> tuple[float, float, float, float]:
+        """The target state (centre, size) for the next search region from ``mask``, its size
+        changed by at most ``max_resize`` from the last state. Which of the mask's pieces it
+        boxes (``pieces``): "near", those that meet the last state's box grown by a quarter of
+        its size; "peak", only the piece under the instance peak; "auto", "peak" while other
+        objects are tracked beside this one (a second piece is then most often a look-alike
+        another tracker follows), else "near"; with no piece near (or under the peak), the
+        largest. A mask that also covers a look-alike further away would otherwise widen the
+        box, and with it the search region, until any similar object can take its place."""
+        import cv2
+
+        p = self.params
+        cx0, cy0, pw, ph = self.state
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        x0, y0 = stats[1:, 0], stats[1:, 1]
+        x1, y1 = x0 + stats[1:, 2], y0 + stats[1:, 3]
+        mode = p.pieces if p.pieces != "auto" else ("peak" if self.accompanied else "near")
+        if mode == "near":
+            m = 0.25 * max(pw, ph)
+            pick = ((x1 >= cx0 - pw / 2 - m) & (x0 <= cx0 + pw / 2 + m)
+                    & (y1 >= cy0 - ph / 2 - m) & (y0 <= cy0 + ph / 2 + m))
+        else:
+            pick = np.zeros(n - 1, bool)
+            if peak_xy is not None:
+                iy = min(max(int(peak_xy[1]), 0), mask.shape[0] - 1)
+                ix = min(max(int(peak_xy[0]), 0), mask.shape[1] - 1)
+                if lab[iy, ix] > 0:
+                    pick[int(lab[iy, ix]) - 1] = True
+        if not pick.any():
+            pick[int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
+        bx0, by0 = float(x0[pick].min()), float(y0[pick].min())
+        bx1, by1 = float(x1[pick].max()), float(y1[pick].max())
+        r = p.max_resize
+        w = min(max(bx1 - bx0, pw / r), pw * r)
+        h = min(max(by1 - by0, ph / r), ph * r)
+        return ((bx0 + bx1) / 2.0, (by0 + by1) / 2.0, w, h)
+
     def _finish(self, mask, full, crop, peak, inst_ok, smax) -> Prediction:
         p = self.params
         found = bool(mask.any())
@@ -464,13 +520,15 @@ class RTSTracker(Tracker):
                                search_region=(crop.cx, crop.cy, crop.side))
         # target state for the next search region
         if found:
-            x, y, w, h = pred.box  # the min-max box of the mask
-            self.state = (x + w / 2.0, y + h / 2.0, float(w), float(h))
+            if p.max_resize > 0:
+                self.state = self._state_from(mask, self._peak_xy(crop, peak) if inst_ok
+                                              else None)
+            else:
+                x, y, w, h = pred.box  # the min-max box of the mask
+                self.state = (x + w / 2.0, y + h / 2.0, float(w), float(h))
             self.lost_scale = 1.0
         elif p.use_instance and inst_ok:
-            u = peak[0] * crop.size / (p.crop_size // 16)
-            v = peak[1] * crop.size / (p.crop_size // 16)
-            cx, cy = crop.point_to_frame(u, v)
+            cx, cy = self._peak_xy(crop, peak)
             self.state = (cx, cy, self.state[2], self.state[3])
         else:
             self.lost_scale = min(self.lost_scale * p.grow, 4.0)
