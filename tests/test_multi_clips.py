@@ -388,3 +388,16 @@ def test_training_clips_use_training_photographs_and_the_given_backgrounds(input
     with pytest.raises(InputError, match="background sequences"):
         MultiClipMaker(samples, davis, MultiParams(**SMALL), objects="training",
                        backgrounds=["gamma"])
+
+
+def test_make_clips_validation_set_from_training_photographs(inputs, tmp_path) -> None:
+    static, davis = inputs
+    out = tmp_path / "val"
+    assert main(["make-clips", "multi", "--static", str(static), "--davis", str(davis),
+                 "--out", str(out), "--count", "2", "--frames", "16", "--size", "160x96",
+                 "--photos", "training", "--quiet"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["held_out"]["rule"].startswith("none")
+    train = {f"{s.source}/{s.image.name}" for s in without_heldout(load_static_sets([static]))}
+    used = {o["source"] for v in meta["videos"].values() for o in v["objects"].values()}
+    assert used and used <= train

@@ -485,7 +485,8 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
     params = MultiParams(frames=args.frames, size=_parse_size(args.size),
                          objects=_parse_range(args.objects, "--objects"))
     meta = write_multi_set(args.out, args.static, args.davis, count=args.count, seed=args.seed,
-                           params=params, overwrite=args.overwrite, quiet=args.quiet)
+                           params=params, overwrite=args.overwrite, quiet=args.quiet,
+                           objects=args.photos)
     objs = [o for v in meta["videos"].values() for o in v["objects"].values()]
     late = sum(o["first_frame"] > 0 for o in objs)
     leave = sum(bool(o["leaves"]) for o in objs)
@@ -678,6 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fewest and most objects per clip, MIN,MAX (default: 3,8)")
     mm.add_argument("--seed", type=int, default=20000,
                     help="the set's seed: the same seed writes the same clips (default: 20000)")
+    mm.add_argument("--photos", choices=("heldout", "training"), default="heldout",
+                    help="cut the objects from the held-out photographs (default: a benchmark "
+                         "no model trained on) or from the training ones (a validation set "
+                         "to tune a method's settings on, not to report)")
     mm.add_argument("--overwrite", action="store_true",
                     help="replace an existing set written by make-clips")
     mm.add_argument("--quiet", action="store_true", help=_QUIET_HELP)

@@ -645,11 +645,13 @@ def _is_our_set(out: Path) -> bool:
 def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathLike],
                     davis_root: str | os.PathLike, count: int = 12, seed: int = DEFAULT_SEED,
                     params: MultiParams | None = None, *, overwrite: bool = False,
-                    quiet: bool = False) -> dict:
+                    quiet: bool = False, objects: str = "heldout") -> dict:
     """Write ``count`` clips (``multi000`` ...) of the set of ``seed`` to ``out`` in the
     DAVIS-2017 layout with ``meta.json``; returns the meta.  The set is built in a hidden
     folder beside ``out`` and moved into place when complete; an existing non-empty ``out``
-    is refused unless ``overwrite`` and it is a set written by this function."""
+    is refused unless ``overwrite`` and it is a set written by this function.
+    ``objects="training"``: cut from the training photographs (a validation set for tuning,
+    see :class:`MultiClipMaker`)."""
     from tqdm import tqdm
 
     from segtrack.io import MaskWriter, atomic_write_bytes, guard_output
@@ -673,7 +675,7 @@ def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathL
             raise InputError(f"--out '{out}': refusing to replace a folder that is not a set "
                              "written by make-clips")
     samples = load_static_sets(static_dirs)
-    maker = MultiClipMaker(samples, davis, p)
+    maker = MultiClipMaker(samples, davis, p, objects=objects)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     names = [f"multi{i:03d}" for i in range(count)]
@@ -685,7 +687,8 @@ def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathL
         "held_out": {
             "rule": "every 5th photograph of each set and kind, in file-name order "
                     "(segtrack.data.static.split_static), less photographs shared with "
-                    "the training part",
+                    "the training part" if objects == "heldout" else
+                    "none: objects cut from the training photographs (a validation set)",
             "photographs": len(maker.held), "usable_objects": len(maker.usable),
             "people": len(maker.people), "categories": len(maker.kinds)},
         "background": "one DAVIS-2016-train frame per clip, its object inpainted (Telea), "
