@@ -118,9 +118,9 @@ class RTSParams(TrackerParams, EdgeParams):
     crop_size: int = 288  # search region resolution (pixels)
     search_factor: float = 4.0  # region side / sqrt(target area)
     grow: float = 1.1  # region growth per frame while the target is lost
-    # the next search region follows the mask's pieces near the last target box (or, with
-    # other objects beside, the piece under the instance peak: pieces=auto|near|peak), its
-    # size changed by at most this factor per frame (0: the min-max box of the whole mask)
+    # the next search region boxes the mask (with other objects beside, only its piece under
+    # the instance peak: pieces=auto|all|near|peak), its size changed by at most this factor
+    # per frame (0: the min-max box of the whole mask, unclamped)
     max_resize: float = 1.25
     pieces: str = "auto"
     seg_memory: int = 32
@@ -195,8 +195,9 @@ class RTSTracker(Tracker):
         if p.seg_memory < 1 or p.inst_memory < 1:
             raise InputError("parameters 'seg_memory' and 'inst_memory' must be >= 1")
         p.check_edges()
-        if p.pieces not in ("auto", "near", "peak"):
-            raise InputError(f"parameter 'pieces': {p.pieces!r} must be auto, near or peak")
+        if p.pieces not in ("auto", "all", "near", "peak"):
+            raise InputError(f"parameter 'pieces': {p.pieces!r} must be auto, all, near or "
+                             "peak")
         if p.max_resize < 0 or 0 < p.max_resize < 1:
             raise InputError(f"parameter 'max_resize': {p.max_resize} must be 0 or >= 1")
         from segtrack.models.rts import default_weights, resolve_weights
@@ -474,12 +475,12 @@ class RTSTracker(Tracker):
     def _state_from(self, mask: np.ndarray, peak_xy) -> tuple[float, float, float, float]:
         """The target state (centre, size) for the next search region from ``mask``, its size
         changed by at most ``max_resize`` from the last state. Which of the mask's pieces it
-        boxes (``pieces``): "near", those that meet the last state's box grown by a quarter of
-        its size; "peak", only the piece under the instance peak; "auto", "peak" while other
-        objects are tracked beside this one (a second piece is then most often a look-alike
-        another tracker follows), else "near"; with no piece near (or under the peak), the
-        largest. A mask that also covers a look-alike further away would otherwise widen the
-        box, and with it the search region, until any similar object can take its place."""
+        boxes (``pieces``): "all"; "near", those that meet the last state's box grown by a
+        quarter of its size; "peak", only the piece under the instance peak; "auto", "peak"
+        while other objects are tracked beside this one (a second piece is then most often a
+        look-alike another tracker follows), else "all"; with no piece picked, the largest.
+        A mask that also covers a look-alike further away would otherwise widen the box, and
+        with it the search region, until any similar object can take the target's place."""
         import cv2
 
         p = self.params
@@ -487,8 +488,10 @@ class RTSTracker(Tracker):
         n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         x0, y0 = stats[1:, 0], stats[1:, 1]
         x1, y1 = x0 + stats[1:, 2], y0 + stats[1:, 3]
-        mode = p.pieces if p.pieces != "auto" else ("peak" if self.accompanied else "near")
-        if mode == "near":
+        mode = p.pieces if p.pieces != "auto" else ("peak" if self.accompanied else "all")
+        if mode == "all":
+            pick = np.ones(n - 1, bool)
+        elif mode == "near":
             m = 0.25 * max(pw, ph)
             pick = ((x1 >= cx0 - pw / 2 - m) & (x0 <= cx0 + pw / 2 + m)
                     & (y1 >= cy0 - ph / 2 - m) & (y0 <= cy0 + ph / 2 + m))
