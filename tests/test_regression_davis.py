@@ -28,6 +28,8 @@ CASES = [
     ("flow", "", "box", "bear", 0.79),  # 0.840 (filled box: the rectangle is tracked)
     ("osvos", "osvos-fold0", "box", "lucia", 0.81),  # 0.863
     # the committed defaults (trained on all 30 sequences, these included)
+    ("rts", "rts-multi-fold0", "mask", "flamingo", 0.64),  # 0.688
+    ("rts", "rts-multi-fold0", "box", "flamingo", 0.68),  # 0.729
     ("rts", "", "mask", "flamingo", 0.74),  # 0.796 (0.733 with the frozen-backbone default)
     ("rts", "", "box", "flamingo", 0.74),  # 0.793 (0.724 with the frozen-backbone default)
     ("siammask", "", "box", "flamingo", 0.64),  # 0.692
