@@ -145,7 +145,9 @@ def test_an_occluded_object_does_not_take_the_pixels_of_the_one_in_front(method)
             assert not ((labels == 1) & gt2[t]).any()
 
 
-def test_rts_learns_nothing_from_pixels_another_object_holds():
+def _rts_after_two_frames():
+    """An RTS tracker that has tracked frame 1 of a moving-object clip (memories updated) and
+    frame 2 (its memory update pending), and the clip's frames."""
     from test_rts import moving_object_video
 
     frames, masks = moving_object_video(n=3)
@@ -153,9 +155,14 @@ def test_rts_learns_nothing_from_pixels_another_object_holds():
     tr.init(frames[0], mask=masks[0])
     tr.track(frames[1])
     tr._flush()
-    n_seg, n_inst = len(tr.seg_mem), len(tr.inst_mem)
+    counts = (len(tr.seg_mem), len(tr.inst_mem))
     before = tr.state
-    tr.track(frames[2])
+    pred = tr.track(frames[2])
+    return tr, frames, pred, counts, before
+
+
+def test_rts_learns_nothing_from_pixels_another_object_holds():
+    tr, frames, _, (n_seg, n_inst), before = _rts_after_two_frames()
     # another object holds every pixel: the frame's sample is all background, so the
     # segmentation memory takes no sample (rule c); the instance peak lies on the other
     # object, so the instance memory takes none either, and the object counts as hidden
@@ -169,23 +176,16 @@ def test_rts_learns_nothing_from_pixels_another_object_holds():
 
 
 def test_rts_instance_memory_skips_a_peak_on_another_object():
-    from test_rts import moving_object_video
-
-    frames, masks = moving_object_video(n=3)
-    tr = load_tracker("rts")
-    tr.init(frames[0], mask=masks[0])
-    tr.track(frames[1])
-    tr._flush()
-    n_inst = len(tr.inst_mem)
-    pred = tr.track(frames[2])
+    tr, frames, pred, (_, n_inst), _ = _rts_after_two_frames()
     assert tr._pending[5]  # the instance branch found the target ...
-    # ... but another object holds the pixels around the peak (not the whole mask)
+    # ... but another object holds a few pixels right at the peak (the mask stays)
+    u, v = tr._peak_xy(tr._pending[8], tr._pending[7])
     others = np.zeros(frames[2].shape[:2], bool)
-    x, y, w, h = pred.box
-    others[int(y):int(y + h), int(x):int(x + w)] = True
+    others[max(int(v) - 2, 0):int(v) + 3, max(int(u) - 2, 0):int(u) + 3] = True
     keep = pred.mask & ~others
+    assert keep.any()
     tr.feedback(keep, others)
-    assert tr._pending[5] is False
+    assert tr._pending[5] is False and tr.lost_scale == 1.0
     tr._flush()
     assert len(tr.inst_mem) == n_inst
 
