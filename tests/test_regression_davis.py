@@ -23,6 +23,7 @@ CASES = [
     ("rts", "rts-fold0-tuned", "mask", "flamingo", 0.70),  # 0.747
     ("rts", "rts-fold0-tuned", "box", "flamingo", 0.70),  # 0.744
     ("lwl", "lwl-fold0-static", "mask", "paragliding", 0.84),  # 0.883
+    ("lwl", "lwl-multi-fold0", "mask", "paragliding", 0.84),  # 0.893
     ("lmanet", "", "mask", "car-turn", 0.56),  # 0.604 (semseg 0.644), lmanet-davis.pt
     # a box through the click-to-mask network (never trained on fold 0)
     ("flow", "", "box", "bear", 0.79),  # 0.840 (filled box: the rectangle is tracked)

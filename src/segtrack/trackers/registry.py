@@ -73,7 +73,8 @@ def load_tracker(name: str, device: str = "cpu", **params: Any) -> Tracker:
 #           flow's 57.5 fps in the same run).
 #   quality held-out J&F: the mean over three folds ("Three folds") where it exists, else fold 0
 #           with the current default recipe: "RTS and LWL" (flow, static), "LWL with
-#           photographs" (lwl-fold0), "EVS operating points" (evs, its default point),
+#           photographs" / "Several objects at once, continued" (lwl-multi-fold0), "EVS
+#           operating points" (evs, its default point),
 #           "ConvLSTM pixel-wise tracker", "SiamMask, held-out fold 0" / "Box initialisation
 #           of every method" (siammask-2b and every box figure), "One-shot parents with
 #           photographs" (masktrack, masktrack-flow), "One-shot family: boundary refinement"
@@ -97,7 +98,7 @@ _CATALOGUE: dict[str, tuple] = {
     "rts": (_ANY, _ONLINE, 0.50, "", {_MASK: (0.663, 3), _BOX: (0.659, 3)},
             {_MASK: 0.789, _BOX: 0.782},
             "learns the object's look while it tracks; starts at once, good from a box"),
-    "lwl": (_ANY, _ONLINE, 0.35, "", {_MASK: (0.688, 1)}, {_MASK: 0.688, _BOX: 0.691},
+    "lwl": (_ANY, _ONLINE, 0.35, "", {_MASK: (0.696, 1)}, {_MASK: 0.696, _BOX: 0.695},
             "rts without its instance branch"),
     "evs": (_ANY, "as its base method", None, "varies with --evs", {_MASK: (0.674, 1)},
             {_MASK: 0.674},
