@@ -228,17 +228,17 @@ def test_rts_search_region_follows_the_target_piece_not_a_look_alike():
     mask[40:100, 220:260] = True  # a look-alike far to the right
     tr.state = (55.0, 70.0, 30.0, 40.0)
     tr.accompanied = True
-    assert tr._state_from(mask, (55.0, 70.0)) == (55.0, 70.0, 30.0, 40.0)
+    assert tr._state_from(mask, (55.0, 70.0), tr.state) == (55.0, 70.0, 30.0, 40.0)
     tr.accompanied = False
-    cx, cy, w, h = tr._state_from(mask, (55.0, 70.0))
+    cx, cy, w, h = tr._state_from(mask, (55.0, 70.0), tr.state)
     assert (w, h) == (30.0 * r, 40.0 * r) and cx > 55.0  # widened, but clamped
     tr.params.pieces = "near"
-    assert tr._state_from(mask, (55.0, 70.0)) == (55.0, 70.0, 30.0, 40.0)
+    assert tr._state_from(mask, (55.0, 70.0), tr.state) == (55.0, 70.0, 30.0, 40.0)
     tr.params.pieces = "auto"
     # the piece under the peak when the target moved; growth clamped
     tr.state = (150.0, 150.0, 10.0, 10.0)
     tr.accompanied = True
-    cx, cy, w, h = tr._state_from(mask, (240.0, 70.0))
+    cx, cy, w, h = tr._state_from(mask, (240.0, 70.0), tr.state)
     assert (cx, cy) == (240.0, 70.0) and w == h == 10.0 * r
     with pytest.raises(InputError, match="pieces"):
         load_tracker("rts", pieces="every")

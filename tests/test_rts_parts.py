@@ -257,6 +257,15 @@ def test_start_run_seeds_and_creates_output(tmp_path):
         torch.set_num_threads(before)
 
 
+def _tiny_run(root, out, folds: int, iters: int, photos, *extra: str) -> list[str]:
+    """A seconds-long ``segtrack train rts`` argument list on tiny data, fold 0 held out,
+    with a two-iteration photograph stage."""
+    return ["--data", str(root), "--out", str(out), "--fold", "0", "--folds", str(folds),
+            "--iters", str(iters), "--batch", "2", "--crop-size", "96", "--variants", "1",
+            "--threads", "1", "--quiet", "--static", str(photos), "--static-iters", "2",
+            *extra]
+
+
 def test_rts_trainer_tunes_the_stride16_stage_and_the_tracker_uses_it(tmp_path):
     import cv2
 
@@ -278,11 +287,8 @@ def test_rts_trainer_tunes_the_stride16_stage_and_the_tracker_uses_it(tmp_path):
         cv2.imwrite(str(photos / "images" / f"cat0{i}_{i}.jpg"), img)
         cv2.imwrite(str(photos / "masks" / f"cat0{i}_{i}.png"), m)
     out = tmp_path / "run"
-    assert run_training("rts", [
-        "--data", str(root), "--out", str(out), "--fold", "0", "--folds", "2", "--iters", "3",
-        "--batch", "2", "--crop-size", "96", "--variants", "1", "--threads", "1", "--quiet",
-        "--static", str(photos), "--static-clips", "3", "--static-iters", "2",
-        "--tune-stride16", "static", "--tune-lr", "1e-2"]) == 0
+    assert run_training("rts", _tiny_run(root, out, 2, 3, photos, "--static-clips", "3",
+                                         "--tune-stride16", "static", "--tune-lr", "1e-2")) == 0
     net = load_heads(out / "rts.pt")
     assert net.cfg.tuned_stride16
     ref = RTSNet(RTSConfig(tuned_stride16=True))
@@ -337,11 +343,9 @@ def test_rts_trainer_learns_from_multi_object_samples(tmp_path):
     assert bool((first.amax(1) > 127).all())  # every sample starts with its target visible
     assert not torch.isnan(cache["boxes"][::3]).any()
     out = tmp_path / "run"
-    assert run_training("rts", [
-        "--data", str(root), "--out", str(out), "--fold", "0", "--folds", "3", "--iters", "2",
-        "--batch", "2", "--crop-size", "96", "--variants", "1", "--threads", "1", "--quiet",
-        "--static", str(photos), "--static-clips", "2", "--static-iters", "2",
-        "--static-multi", "4", "--static-multi-share", "1.0"]) == 0
+    assert run_training("rts", _tiny_run(root, out, 3, 2, photos, "--static-clips", "2",
+                                         "--static-multi", "4",
+                                         "--static-multi-share", "1.0")) == 0
     info = json.loads((out / "rts.manifest.json").read_text())
     assert info["static"]["multi"]["samples"] == 4
     assert "clip0" not in info["static"]["multi"]["backgrounds"]  # the held-out fold's videos

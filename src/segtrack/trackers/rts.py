@@ -183,7 +183,6 @@ class RTSTracker(Tracker):
     name = "rts"
     Params = RTSParams
     learns = True
-    hard_negatives = True  # feedback: the instance branch and search region ignore neighbours
 
     def __init__(self, params=None, device: str = "cpu", **kw) -> None:
         super().__init__(params, device, **kw)
@@ -421,22 +420,19 @@ class RTSTracker(Tracker):
             self._pending[3], self._pending[4] = prob4, prob_np
             self._pending[6] = bool((prob_np > p.t_ss).any())
             peak_xy = self._peak_xy(crop, self._pending[7])
-            if peak_xy is not None and self.hard_negatives:
-                iy = min(max(int(peak_xy[1]), 0), others.shape[0] - 1)
-                ix = min(max(int(peak_xy[0]), 0), others.shape[1] - 1)
-                if others[iy, ix]:
-                    self._pending[5] = False
+            if peak_xy is not None and _value_at(others, peak_xy):
+                self._pending[5] = False
         if mask.any():
             if p.max_resize > 0 and self._pending is not None:
-                self.state = self._pending[9]  # the state the frame was tracked from
-                self.state = self._state_from(
-                    mask, peak_xy if self._pending[5] else None)
+                # from the state the frame was tracked from
+                self.state = self._state_from(mask, peak_xy if self._pending[5] else None,
+                                              self._pending[9])
             else:
                 ys, xs_ = np.nonzero(mask)
                 x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
                 self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0),
                               float(y1 - y0))
-        elif self._pending is not None and self.hard_negatives:
+        elif self._pending is not None:
             self.state = self._pending[9]
             self.lost_scale = min(self._pending[10] * p.grow, 4.0)
 
@@ -472,19 +468,20 @@ class RTSTracker(Tracker):
         cells = self.params.crop_size // 16
         return crop.point_to_frame(peak[0] * crop.size / cells, peak[1] * crop.size / cells)
 
-    def _state_from(self, mask: np.ndarray, peak_xy) -> tuple[float, float, float, float]:
+    def _state_from(self, mask: np.ndarray, peak_xy, prev) -> tuple[float, float, float, float]:
         """The target state (centre, size) for the next search region from ``mask``, its size
-        changed by at most ``max_resize`` from the last state. Which of the mask's pieces it
-        boxes (``pieces``): "all"; "near", those that meet the last state's box grown by a
-        quarter of its size; "peak", only the piece under the instance peak; "auto", "peak"
-        while other objects are tracked beside this one (a second piece is then most often a
-        look-alike another tracker follows), else "all"; with no piece picked, the largest.
+        changed by at most ``max_resize`` from the last state ``prev``. Which of the mask's
+        pieces it boxes (``pieces``): "all"; "near", those that meet the last state's box
+        grown by a quarter of its size; "peak", only the piece under the instance peak;
+        "auto", "peak" while other objects are tracked beside this one (a second piece is then
+        most often a look-alike another tracker follows), else "all"; with no piece picked,
+        the largest.
         A mask that also covers a look-alike further away would otherwise widen the box, and
         with it the search region, until any similar object can take the target's place."""
         import cv2
 
         p = self.params
-        cx0, cy0, pw, ph = self.state
+        cx0, cy0, pw, ph = prev
         n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         x0, y0 = stats[1:, 0], stats[1:, 1]
         x1, y1 = x0 + stats[1:, 2], y0 + stats[1:, 3]
@@ -497,11 +494,9 @@ class RTSTracker(Tracker):
                     & (y1 >= cy0 - ph / 2 - m) & (y0 <= cy0 + ph / 2 + m))
         else:
             pick = np.zeros(n - 1, bool)
-            if peak_xy is not None:
-                iy = min(max(int(peak_xy[1]), 0), mask.shape[0] - 1)
-                ix = min(max(int(peak_xy[0]), 0), mask.shape[1] - 1)
-                if lab[iy, ix] > 0:
-                    pick[int(lab[iy, ix]) - 1] = True
+            k = int(_value_at(lab, peak_xy)) if peak_xy is not None else 0
+            if k > 0:
+                pick[k - 1] = True
         if not pick.any():
             pick[int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
         bx0, by0 = float(x0[pick].min()), float(y0[pick].min())
@@ -525,7 +520,7 @@ class RTSTracker(Tracker):
         if found:
             if p.max_resize > 0:
                 self.state = self._state_from(mask, self._peak_xy(crop, peak) if inst_ok
-                                              else None)
+                                              else None, self.state)
             else:
                 x, y, w, h = pred.box  # the min-max box of the mask
                 self.state = (x + w / 2.0, y + h / 2.0, float(w), float(h))
@@ -536,6 +531,13 @@ class RTSTracker(Tracker):
         else:
             self.lost_scale = min(self.lost_scale * p.grow, 4.0)
         return pred
+
+
+def _value_at(arr: np.ndarray, xy: tuple[float, float]):
+    """``arr`` at the frame point ``(x, y)``, clamped into the array."""
+    iy = min(max(int(xy[1]), 0), arr.shape[0] - 1)
+    ix = min(max(int(xy[0]), 0), arr.shape[1] - 1)
+    return arr[iy, ix]
 
 
 class LWLTracker(RTSTracker):
