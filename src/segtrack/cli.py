@@ -236,10 +236,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     method, params = _apply_evs(args, parse_param_args(args.param))  # issue 7: --evs
+    if args.dataset == "ope":
+        return _bench_ope(args, method, params, device)
     summary = runner.bench_davis(
         args.root,
         method,
-        init=args.init,
+        init=args.init or "mask",
         sequences=_split_names(args.sequences),
         device=device,
         params=params,
@@ -252,7 +254,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     print(format_table(summary))
     print(
-        f"method {method} (init {args.init}): J&F {summary['JF']:.4f}  "
+        f"method {method} (init {summary['init']}): J&F {summary['JF']:.4f}  "
         f"tracking {summary['fps']:.1f} fps over {summary['frames']} frames  "
         f"init {summary['init_seconds']:.2f} s per video (first tracked frame after "
         f"{summary['cold_start_seconds']:.2f} s, model loading included)  "
@@ -260,6 +262,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     if "stages_ms" in summary:
         print("ms per frame: " + "  ".join(f"{k} {v:.1f}" for k, v in summary["stages_ms"].items()))
+    if args.json:
+        _write_json(args.json, summary, [Path(args.root)])
+    return 0
+
+
+def _bench_ope(args: argparse.Namespace, method: str, params: dict, device: str) -> int:
+    from segtrack.eval.box_bench import bench_ope, format_ope
+
+    if args.init == "mask":
+        raise InputError("--init mask: the box benchmark starts every tracker from the first "
+                         "box")
+    if args.engine != "local" or args.profile:
+        raise InputError("--engine ray and --profile: only with --dataset davis")
+    summary = bench_ope(args.root, method, sequences=_split_names(args.sequences), device=device,
+                        params=params, out_dir=args.out, quiet=args.quiet)
+    print(format_ope(summary))
     if args.json:
         _write_json(args.json, summary, [Path(args.root)])
     return 0
@@ -482,6 +500,8 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
     from segtrack.data.multi import MultiParams, write_multi_set
 
     t0 = time.perf_counter()
+    if args.kind == "box":
+        return _make_box_clips(args, t0)
     params = MultiParams(frames=args.frames, size=_parse_size(args.size),
                          objects=_parse_range(args.objects, "--objects"))
     meta = write_multi_set(args.out, args.static, args.davis, count=args.count, seed=args.seed,
@@ -495,6 +515,27 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
           f"objects: {late} entering late, {leave} leaving the frame) to {args.out} in "
           f"{time.perf_counter() - t0:.0f} s")
     return 0
+def _make_box_clips(args: argparse.Namespace, t0: float) -> int:
+    from segtrack.data.box_clips import BoxParams, write_box_set
+
+    lo, hi = _parse_range(args.frames, "--frames")
+    params = BoxParams(frame_range=(lo, hi), size=_parse_size(args.size),
+                       objects=_parse_range(args.objects, "--objects"))
+    meta = write_box_set(args.out, args.static, args.davis, count=args.count, seed=args.seed,
+                         params=params, overwrite=args.overwrite, quiet=args.quiet,
+                         objects=args.photos)
+    frames = sum(v["frames"] for v in meta["videos"].values())
+    attrs: dict[str, int] = {}
+    for v in meta["videos"].values():
+        for a in v["attributes"]:
+            attrs[a] = attrs.get(a, 0) + 1
+    w, h = params.size[1], params.size[0]
+    print(f"wrote {meta['count']} clips, {frames} frames ({w}x{h}) to {args.out} in "
+          f"{time.perf_counter() - t0:.0f} s; clips per attribute: "
+          + ", ".join(f"{k} {n}" for k, n in sorted(attrs.items())))
+    return 0
+
+
 # -- end make-clips -----------------------------------------------------------------------------
 
 
@@ -559,16 +600,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     b = command("bench", "track and score a method on a benchmark")
-    b.add_argument("--dataset", choices=["davis"], default="davis",
-                   help="benchmark layout (default: davis)")
+    b.add_argument("--dataset", choices=["davis", "ope"], default="davis",
+                   help="davis: masks scored by J&F (default); ope: box tracking from the "
+                        "first box, scored by success AUC and precision (OTB, LaSOT, GOT-10k, "
+                        "make-clips box sets, or DAVIS read as boxes)")
     b.add_argument("--root", required=True, help="dataset root folder")
     b.add_argument("--method", default="flow", help=_METHOD_HELP)
-    b.add_argument("--init", choices=["mask", "box"], default="mask",
-                   help="start each object from its first ground-truth mask (default) or from "
-                        "that mask's box")
+    b.add_argument("--init", choices=["mask", "box"],
+                   help="davis: start each object from its first ground-truth mask (default) "
+                        "or from that mask's box; ope: always the box")
     b.add_argument("--sequences", help="comma-separated sequence names (default: all)")
     b.add_argument("--json", help="write the scores to this JSON file")
-    b.add_argument("--out", help="also write the result masks here")
+    b.add_argument("--out", help="also write the results here (davis: masks; ope: one "
+                                 "x,y,w,h line per frame in <sequence>.txt, scores beside)")
     b.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     b.add_argument("--param", action="append", metavar="KEY=VALUE", help=_PARAM_HELP)
     b.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
@@ -651,11 +695,14 @@ def build_parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=cmd_bench_segment)
 
     mc = command("make-clips", "write a fixed set of held-out benchmark clips",
-                 description="Write a fixed set of benchmark clips in the DAVIS-2017 layout, "
-                             "scored by segtrack bench --dataset davis --root OUT.")
+                 description="Write a fixed set of benchmark clips: multi-object clips in "
+                             "the DAVIS-2017 layout (segtrack bench --dataset davis --root "
+                             "OUT) or box-tracking clips in the OTB layout (segtrack bench "
+                             "--dataset ope --root OUT).")
     mc_kinds = mc.add_subparsers(dest="kind", required=True, metavar="KIND",
-                                 help="multi: several similar objects at once, cut from the "
-                                      "held-out photographs")
+                                 help="multi: several similar objects at once; box: long "
+                                      "box-tracking clips (both cut from the held-out "
+                                      "photographs)")
     mm = mc_kinds.add_parser(
         "multi", help="several similar objects at once, cut from the held-out photographs",
         description="Clips of 3 to 8 people, or of several objects of one COCO category, cut "
@@ -687,6 +734,41 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace an existing set written by make-clips")
     mm.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     mm.set_defaults(func=cmd_make_clips)
+    mb = mc_kinds.add_parser(
+        "box", help="long box-tracking clips: one target among look-alikes, cut from the "
+                    "held-out photographs",
+        description="Long clips for box tracking, in the OTB layout (scored by segtrack bench "
+                    "--dataset ope --root OUT): one target and one to four look-alikes cut "
+                    "from the held-out photographs, over panning and zooming views of DAVIS "
+                    "frames; targets from about 12 pixels to half the frame, fast motion and "
+                    "blur, rotation, scale changes up to 4x, look-alikes crossing and hiding "
+                    "the target, the target leaving the frame and coming back. Boxes are "
+                    "those of the target's exact visible mask. Defaults: the fixed "
+                    "development set.")
+    mb.add_argument("--static", action="append", metavar="DIR", required=True,
+                    help="photograph sets, e.g. static-masks (repeatable); only their "
+                         "held-out part is used")
+    mb.add_argument("--davis", metavar="DIR", required=True,
+                    help="DAVIS-2016 train folder whose frames become the backgrounds")
+    mb.add_argument("--out", required=True,
+                    help="output folder (must not exist or be empty, see --overwrite)")
+    mb.add_argument("--count", type=int, default=10, help="number of clips (default: 10)")
+    mb.add_argument("--frames", default="300,1000",
+                    help="fewest and most frames per clip, MIN,MAX (default: 300,1000)")
+    mb.add_argument("--size", default="640x360",
+                    help="frame size WIDTHxHEIGHT (default: 640x360)")
+    mb.add_argument("--objects", default="2,5",
+                    help="fewest and most objects per clip, the target included, MIN,MAX "
+                         "(default: 2,5)")
+    mb.add_argument("--seed", type=int, default=50000,
+                    help="the set's seed: the same seed writes the same clips (default: 50000)")
+    mb.add_argument("--photos", choices=("heldout", "training"), default="heldout",
+                    help="cut the objects from the held-out photographs (default) or from the "
+                         "training ones (a validation set to tune settings on)")
+    mb.add_argument("--overwrite", action="store_true",
+                    help="replace an existing set written by make-clips")
+    mb.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+    mb.set_defaults(func=cmd_make_clips)
 
     m = command("methods", "list the tracking methods: what each starts from, learns, costs "
                            "and scores")

@@ -92,9 +92,11 @@ class MultiParams:
     allow_cut: bool = False  # also use objects that touch their photograph's border
     grid: tuple[float, float] = (0.16, 0.28)  # time between waypoints, x frames
     step: tuple[float, float] = (0.3, 1.3)  # distance between waypoints, x object size
+    step_min: float = 0.0  # ... at least 1-2 x this x sqrt(H W) (0: no minimum)
     jitter: float = 0.03  # smoothed positional jitter (std), x object size
     scale_step: float = 0.012  # per-frame log-scale random walk (std)
     scale_trend: float = 0.3  # log-scale trend over the clip, at most (+-)
+    scale_clip: float = 0.5  # log-scale range over the clip (+-)
     aspect_step: float = 0.008
     rotate_step: float = 0.6  # degrees per frame (std)
     rotate: float = 6.0  # initial rotation range (+-, degrees)
@@ -316,6 +318,14 @@ class MultiClipMaker:
 
     def _background(self, i: int, seed: int, rng: np.random.Generator,
                     ) -> tuple[list[np.ndarray], dict, np.ndarray]:
+        bg, off, z, info, motion = self._camera(i, seed, rng)
+        frames = [camera_frame(bg, self.p.size, off[j], float(z[j])) for j in range(len(z))]
+        return frames, info, motion
+
+    def _camera(self, i: int, seed: int, rng: np.random.Generator,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray]:
+        """(scaled background image, camera offsets (J, 2), zooms (J,), info, pan vector):
+        frame j's background is ``camera_frame(image, size, offsets[j], zooms[j])``."""
         from segtrack.data.lucid import inpaint_background
 
         p, J = self.p, self.p.frames
@@ -345,12 +355,11 @@ class MultiClipMaker:
         end = np.clip(start + travel, 0, room)
         ease = 0.5 - 0.5 * np.cos(np.pi * np.linspace(0, 1, J))  # starts and stops gently
         off = start + ease[:, None] * (end - start)
-        frames = [camera_frame(bg, (H, W), off[j], float(z[j])) for j in range(J)]
         motion = end - start
         info = {"sequence": seq.name, "frame": seq.frames[f].stem, "inpainted": inpainted,
                 "pan": [[round(float(v), 1) for v in start], [round(float(v), 1) for v in end]],
                 "zoom": [round(float(z[0]), 4), round(float(z[-1]), 4)]}
-        return frames, info, motion
+        return bg, off, z, info, motion
 
     # -- plan: objects and their paths ------------------------------------------------------
     def _objects(self, rng: np.random.Generator, theme: str, kind: str, n: int,
@@ -370,10 +379,35 @@ class MultiClipMaker:
         n = int(rng.integers(p.objects[0], p.objects[1] + 1))
         chosen = self._objects(rng, theme, kind, n)
         canvas = float(np.sqrt(H * W))
-        base = rng.uniform(*p.object_size) * canvas * (3.0 / max(n, 3)) ** p.crowd_shrink
+        base = self._base_size(rng, n, canvas)
         times = _grid(rng, J, p)
         ng = len(times)
-        # presence on the waypoint grid: late entries, exits and returns
+        inside = self._presence(rng, n, ng)
+        objs = []
+        for sample, copy in chosen:
+            rgb, mask = read_static(sample)
+            osz = object_size(mask)
+            size = base * float(np.exp(rng.uniform(-p.size_spread, p.size_spread)))
+            log_s = (np.linspace(0.0, rng.uniform(-p.scale_trend, p.scale_trend), J)
+                     + np.cumsum(np.r_[0.0, rng.normal(0.0, p.scale_step, J - 1)]))
+            log_s = np.clip(log_s, -p.scale_clip, p.scale_clip)
+            s0 = min(size / osz, p.max_upscale * 1.25 / float(np.exp(log_s.max())))
+            scale = s0 * np.exp(log_s)
+            ys, xs = np.nonzero(mask)
+            reach = 0.6 * float(scale.max()) * np.hypot(np.ptp(xs) + 1, np.ptp(ys) + 1) + 6
+            objs.append({"sample": sample, "copy": copy, "rgb": rgb, "mask": mask,
+                         "size": float(scale[0]) * osz, "scale": scale, "reach": reach})
+        return self._paths(rng, objs, times, inside, canvas)
+
+    def _base_size(self, rng: np.random.Generator, n: int, canvas: float) -> float:
+        """The clip's object size in pixels (each object's is spread around it)."""
+        p = self.p
+        return rng.uniform(*p.object_size) * canvas * (3.0 / max(n, 3)) ** p.crowd_shrink
+
+    def _presence(self, rng: np.random.Generator, n: int, ng: int) -> np.ndarray:
+        """(n, ng) bool: which object is in view at each waypoint (late entries, exits and
+        returns)."""
+        p = self.p
         inside = np.ones((n, ng), bool)
         late = rng.permutation(n)[:max(1, int(round(p.late * n)))] if n > 1 and ng > 3 else []
         entered = np.zeros(n, int)
@@ -393,20 +427,18 @@ class MultiClipMaker:
                     inside[k, int(rng.integers(b + 1, ng)):] = True
         if not inside[:, 0].any():
             inside[int(rng.integers(n)), :] = True
-        objs = []
-        for sample, copy in chosen:
-            rgb, mask = read_static(sample)
-            osz = object_size(mask)
-            size = base * float(np.exp(rng.uniform(-p.size_spread, p.size_spread)))
-            log_s = (np.linspace(0.0, rng.uniform(-p.scale_trend, p.scale_trend), J)
-                     + np.cumsum(np.r_[0.0, rng.normal(0.0, p.scale_step, J - 1)]))
-            log_s = np.clip(log_s, -0.5, 0.5)
-            s0 = min(size / osz, p.max_upscale * 1.25 / float(np.exp(log_s.max())))
-            scale = s0 * np.exp(log_s)
-            ys, xs = np.nonzero(mask)
-            reach = 0.6 * float(scale.max()) * np.hypot(np.ptp(xs) + 1, np.ptp(ys) + 1) + 6
-            objs.append({"sample": sample, "copy": copy, "rgb": rgb, "mask": mask,
-                         "size": float(scale[0]) * osz, "scale": scale, "reach": reach})
+        return inside
+
+    def _crossing_pair(self, rng: np.random.Generator, both: list[int]) -> tuple[int, int]:
+        """The two objects sent through one meeting point, among ``both``."""
+        a, b = (int(v) for v in rng.choice(both, 2, replace=False))
+        return a, b
+
+    def _paths(self, rng: np.random.Generator, objs: list[dict], times: np.ndarray,
+               inside: np.ndarray, canvas: float) -> dict:
+        p, J = self.p, self.p.frames
+        H, W = p.size
+        n, ng = inside.shape
         # waypoints: a random walk with persistent direction and varying steps, crossing
         # pairs, then the points beyond an edge for the absences
         lo_xy, hi_xy = np.array([0.1 * W, 0.22 * H]), np.array([0.9 * W, 0.78 * H])
@@ -417,6 +449,8 @@ class MultiClipMaker:
             for g in range(1, ng):
                 heading += rng.normal(0.0, 0.9)
                 step = rng.uniform(*p.step) * objs[k]["size"]
+                if p.step_min > 0:  # small objects move too
+                    step = max(step, rng.uniform(1.0, 2.0) * p.step_min * canvas)
                 nxt = pts[k, g - 1] + step * np.array([np.cos(heading), np.sin(heading)])
                 if not ((lo_xy <= nxt) & (nxt <= hi_xy)).all():  # turn back at the stage edge
                     heading += np.pi
@@ -430,7 +464,7 @@ class MultiClipMaker:
                     not used[k, g - 1:g + 2].any()]
             if len(both) < 2:
                 continue
-            a, b = (int(v) for v in rng.choice(both, 2, replace=False))
+            a, b = self._crossing_pair(rng, both)
             P = np.clip(0.5 * (pts[a, g] + pts[b, g]), lo_xy, hi_xy)  # they meet half way
             u = pts[b, g - 1] - pts[a, g - 1]  # ... coming from where they were
             u = u / max(float(np.hypot(*u)), 1e-6)
@@ -634,10 +668,10 @@ def _beyond(ref: np.ndarray, edge: str, reach: float, W: int, H: int) -> np.ndar
 
 # ------------------------------------------------------------------------------------------
 # the written set
-def _is_our_set(out: Path) -> bool:
+def _is_our_set(out: Path, generator: str = GENERATOR) -> bool:
     try:
         return json.loads((out / "meta.json").read_text(encoding="utf-8")).get(
-            "generator") == GENERATOR
+            "generator") == generator
     except (OSError, ValueError, AttributeError):
         return False
 

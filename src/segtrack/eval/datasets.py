@@ -714,14 +714,19 @@ def load_otb(
                 f"OTB groundtruth '{gt}' has {m} boxes but '{r / folder / 'img'}' only "
                 f"{len(imgs) - offset} images"
             )
+        absent = None
+        flags = r / folder / "absent.label"  # written by make-clips box (not in OTB itself)
+        if flags.is_file():
+            absent = _read_flags(flags, len(imgs))[offset : offset + m]
         out.append(
             Sequence(
                 name=name,
                 frames=frames,
                 boxes=boxes,
                 object_ids=[1],
-                first_frames={1: _first_present(boxes)},
+                first_frames={1: _first_present(boxes, absent)},
                 style="otb",
+                absent=absent,
             )
         )
     return out

@@ -37,6 +37,9 @@ _METHODS: dict[str, str] = {
     "osvos-s": "segtrack.trackers.osvos_s:OSVOSSTracker",
     "masktrack": "segtrack.trackers.oneshot:MaskTrackTracker",
     "masktrack-flow": "segtrack.trackers.oneshot:MaskTrackFlowTracker",
+    # box-only baselines (OpenCV contrib)
+    "csrt": "segtrack.trackers.opencv_box:CSRTTracker",
+    "kcf": "segtrack.trackers.opencv_box:KCFTracker",
 }
 
 
@@ -132,6 +135,12 @@ _CATALOGUE: dict[str, tuple] = {
     "masktrack-flow": (_ANY, _FIRST, 0.35, "", {_MASK: (0.868, 1), _BOX: (0.840, 1)},
                        {_MASK: 0.868, _BOX: 0.840},
                        "masktrack that also sees the optical flow"),
+    # box-only baselines: speed from "Box tracking" (DAVIS fold 0 as boxes, against flow in the
+    # same queue), J&F of the filled box from the same section
+    "csrt": ((_BOX, _MASK, _CLICKS), _NO, 0.43, "", {_BOX: (0.307, 1)}, {_BOX: 0.307},
+             "OpenCV's CSRT box tracker (needs OpenCV contrib); its mask is the filled box"),
+    "kcf": ((_BOX, _MASK, _CLICKS), _NO, 0.59, "", {_BOX: (0.284, 1)}, {_BOX: 0.284},
+            "OpenCV's KCF box tracker (needs OpenCV contrib); its mask is the filled box"),
 }
 
 #: held-out J&F differences up to this size are run-to-run noise (BENCHMARKS.md, one-shot family)
