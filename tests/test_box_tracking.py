@@ -210,3 +210,46 @@ def test_opencv_box_trackers_say_what_to_install(monkeypatch) -> None:
     monkeypatch.setattr(opencv_box, "_factory", lambda kind: None)
     with pytest.raises(InputError, match="contrib"):
         load_tracker("csrt")
+
+
+# -- a lost target ------------------------------------------------------------------------------
+def _vanishing_square() -> tuple[list[np.ndarray], list[tuple[int, int, int, int] | None]]:
+    """45 frames: a two-colour square moves right, vanishes for frames 15-26 (hidden where it
+    was) and comes back there, moving on."""
+    rng = np.random.default_rng(0)
+    H, W = 180, 320
+    bg = cv2.resize(rng.integers(0, 256, (H // 8, W // 8, 3)).astype(np.uint8), (W, H))
+    tex = np.zeros((28, 28, 3), np.uint8)
+    tex[:] = (230, 60, 40)
+    tex[7:21, 7:21] = (40, 60, 230)
+    frames, boxes = [], []
+    for j in range(45):
+        img = bg.copy()
+        x = 100 + 2 * min(j, 15) + 2 * max(j - 27, 0)
+        if 15 <= j < 27:
+            boxes.append(None)
+        else:
+            img[70:98, x:x + 28] = tex
+            boxes.append((x, 70, 28, 28))
+        frames.append(img)
+    return frames, boxes
+
+
+@pytest.mark.parametrize("method", ["rts", "siammask"])
+def test_the_score_drops_while_the_target_is_gone_and_tracking_recovers(method) -> None:
+    from segtrack import load_tracker
+    from segtrack.eval.ope import overlaps
+
+    frames, boxes = _vanishing_square()
+    t = load_tracker(method)
+    t.init(frames[0], box=boxes[0])
+    scores, ious = [], []
+    for img, b in zip(frames[1:], boxes[1:], strict=True):
+        p = t.track(img)
+        scores.append(p.score)
+        ious.append(float(overlaps([p.box], [b])[0]) if b is not None and p.box[2] > 0 else 0.0)
+    before = np.mean(scores[9:14])  # frames 10-14
+    gone = np.mean(scores[14:26])  # frames 15-26
+    assert gone < 0.8 * before
+    back = np.array(ious[27:])  # frames 28-44
+    assert (back > 0.5).mean() >= 0.8

@@ -123,6 +123,14 @@ class RTSParams(TrackerParams, EdgeParams):
     # per frame (0: the min-max box of the whole mask, unclamped)
     max_resize: float = 1.25
     pieces: str = "auto"
+    max_lost_scale: float = 4.0  # the search region grows at most this much while lost
+    # the target size of the next search region: "box" (of the mask's pieces) or "moments"
+    # (sqrt(12 variance) of their pixels, the thesis' appendix 5.B; less moved by a thin
+    # spurious piece)
+    state_size: str = "box"
+    # while both branches miss the target: "grow" the region by `grow` per frame, or size it
+    # from the largest of the last 60 sizes found ("history", appendix 5.B)
+    lost_size: str = "grow"
     seg_memory: int = 32
     inst_memory: int = 50
     t_sc: float = 0.3  # instance score threshold
@@ -197,6 +205,12 @@ class RTSTracker(Tracker):
         if p.pieces not in ("auto", "all", "near", "peak"):
             raise InputError(f"parameter 'pieces': {p.pieces!r} must be auto, all, near or "
                              "peak")
+        if p.state_size not in ("box", "moments"):
+            raise InputError(f"parameter 'state_size': {p.state_size!r} must be box or moments")
+        if p.lost_size not in ("grow", "history"):
+            raise InputError(f"parameter 'lost_size': {p.lost_size!r} must be grow or history")
+        if not p.max_lost_scale >= 1:
+            raise InputError(f"parameter 'max_lost_scale': {p.max_lost_scale} must be >= 1")
         if p.max_resize < 0 or 0 < p.max_resize < 1:
             raise InputError(f"parameter 'max_resize': {p.max_resize} must be 0 or >= 1")
         from segtrack.models.rts import default_weights, resolve_weights
@@ -274,6 +288,9 @@ class RTSTracker(Tracker):
         x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
         self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0), float(y1 - y0))
         self.lost_scale = 1.0
+        from collections import deque
+
+        self.sizes: deque = deque([self.state[2:]], maxlen=60)  # the last sizes found
         self.seg_mem = _Memory(p.seg_memory)
         self.inst_mem = _Memory(p.inst_memory)
         self.tau = None
@@ -434,7 +451,8 @@ class RTSTracker(Tracker):
                               float(y1 - y0))
         elif self._pending is not None:
             self.state = self._pending[9]
-            self.lost_scale = min(self._pending[10] * p.grow, 4.0)
+            self.lost_scale = self._pending[10]
+            self._lost()
 
     def _update_memories(self, t, xs, xc, prob4, prob_np, inst_ok, seg_ok, peak) -> None:
         p = self.params
@@ -501,10 +519,16 @@ class RTSTracker(Tracker):
             pick[int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
         bx0, by0 = float(x0[pick].min()), float(y0[pick].min())
         bx1, by1 = float(x1[pick].max()), float(y1[pick].max())
+        cx, cy, bw, bh = (bx0 + bx1) / 2.0, (by0 + by1) / 2.0, bx1 - bx0, by1 - by0
+        if p.state_size == "moments":
+            ys, xs = np.nonzero(pick[np.maximum(lab - 1, 0)] & (lab > 0))
+            cx, cy = float(xs.mean()) + 0.5, float(ys.mean()) + 0.5
+            bw = float(np.sqrt(12.0 * xs.var() + 1.0))  # a uniform w-wide box: var = w^2/12
+            bh = float(np.sqrt(12.0 * ys.var() + 1.0))
         r = p.max_resize
-        w = min(max(bx1 - bx0, pw / r), pw * r)
-        h = min(max(by1 - by0, ph / r), ph * r)
-        return ((bx0 + bx1) / 2.0, (by0 + by1) / 2.0, w, h)
+        w = min(max(bw, pw / r), pw * r)
+        h = min(max(bh, ph / r), ph * r)
+        return (cx, cy, w, h)
 
     def _finish(self, mask, full, crop, peak, inst_ok, smax) -> Prediction:
         p = self.params
@@ -529,8 +553,20 @@ class RTSTracker(Tracker):
             cx, cy = self._peak_xy(crop, peak)
             self.state = (cx, cy, self.state[2], self.state[3])
         else:
-            self.lost_scale = min(self.lost_scale * p.grow, 4.0)
+            self._lost()
+        if found:
+            self.sizes.append(self.state[2:])
         return pred
+
+    def _lost(self) -> None:
+        """Both branches missed the target: the state stays, the search region grows
+        (``lost_size``)."""
+        p = self.params
+        if p.lost_size == "history":
+            cx, cy = self.state[:2]
+            self.state = (cx, cy, max(w for w, _ in self.sizes), max(h for _, h in self.sizes))
+        else:
+            self.lost_scale = min(self.lost_scale * p.grow, p.max_lost_scale)
 
 
 def _value_at(arr: np.ndarray, xy: tuple[float, float]):

@@ -32,18 +32,21 @@ fine-tuned ResNet-50; here ``--iters`` head-only iterations on a few thousand pa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segtrack.errors import InputError
 from segtrack.models.rts.search import Crop, crop_image, crop_mask
 from segtrack.models.siammask import (
     EXEMPLAR,
@@ -74,6 +77,36 @@ from segtrack.training.common import (
 )
 
 CACHE_SEED = 4004  # pair sampling and jitter of the cache (fixed, independent of --seed)
+BOX_TRAIN_SEED = 70000  # box-tracking clips of the training photographs (the dev set: 50000)
+BOX_TRAIN_FRAMES = (80, 160)  # frames per training clip
+BOX_PAIRS_PER_CLIP = 6
+
+
+def box_clip_pairs(dirs: list[str], data: Path, backgrounds: list[str], max_gap: int,
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Endless ``(frame_z, mask_z, frame_x, mask_x)`` pairs from box-tracking clips
+    (:mod:`segtrack.data.box_clips`) of the *training* photographs over frames of
+    ``backgrounds``: a target among look-alikes, small to large, moving fast, hidden and
+    leaving; the search frame up to ``max_gap`` frames after the exemplar's, the target
+    visible on both."""
+    from segtrack.data.box_clips import BoxClipMaker, BoxParams
+    from segtrack.data.static import load_static_sets
+
+    maker = BoxClipMaker(load_static_sets(dirs), data, BoxParams(frame_range=BOX_TRAIN_FRAMES),
+                         objects="training", backgrounds=backgrounds)
+    i = 0
+    while True:
+        _, it = maker.frames(i, BOX_TRAIN_SEED)
+        clip = list(it)
+        rng = np.random.default_rng([BOX_TRAIN_SEED, i, 1])
+        seen = [j for j, (_, m) in enumerate(clip) if m.sum() >= 16]
+        for _ in range(BOX_PAIRS_PER_CLIP if len(seen) > 1 else 0):
+            jz = int(rng.choice(seen))
+            later = [j for j in seen if jz < j <= jz + max_gap]
+            if later:
+                jx = int(rng.choice(later))
+                yield clip[jz][0], clip[jz][1], clip[jx][0], clip[jx][1]
+        i += 1
 LAMBDA_MASK, LAMBDA_SCORE, LAMBDA_BOX = 32.0, 1.0, 1.0
 
 
@@ -151,15 +184,18 @@ def sample_pair(src: _Source, rng: np.random.Generator, n_davis_pairs: int, k: i
 def build_pair_cache(src: _Source, n_davis: int, n_synth: int, search_shift: float,
                      max_gap: int, neg_frac: float, backbone, quiet: bool = False,
                      seed: int = CACHE_SEED, batch: int = 8, static=None,
-                     n_static: int = 0) -> dict:
+                     n_static: int = 0, box_pairs: Iterator | None = None,
+                     n_box: int = 0) -> dict:
     """Crops of ``n_davis + n_synth`` video pairs, then ``n_static`` pairs made from
-    photographs (frames 0 and 1 of a :class:`segtrack.data.static.StaticClipMaker` clip), and
-    their frozen-backbone features (fp16)."""
+    photographs (frames 0 and 1 of a :class:`segtrack.data.static.StaticClipMaker` clip), then
+    ``n_box`` pairs from ``box_pairs`` (:func:`box_clip_pairs`), and their frozen-backbone
+    features (fp16)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     n_video = n_davis + n_synth
-    N = n_video + (n_static if static is not None else 0)
+    n_static = n_static if static is not None else 0
+    N = n_video + n_static + (n_box if box_pairs is not None else 0)
     z16 = torch.zeros(N, 112, 16, 16, dtype=torch.float16)
     x16 = torch.zeros(N, 112, 32, 32, dtype=torch.float16)
     x8 = torch.zeros(N, 40, 32, 32, dtype=torch.float16)
@@ -184,7 +220,11 @@ def build_pair_cache(src: _Source, n_davis: int, n_synth: int, search_shift: flo
     k = static_i = 0
     bar = tqdm(total=N, desc="pair cache", disable=quiet)
     while k < N:
-        if k >= n_video:
+        if k >= n_video + n_static:
+            img_z, m_z, img_x, m_x = next(box_pairs)
+            neg = False
+            bz = mask_box(m_z)
+        elif k >= n_video:
             i, static_i = static_i, static_i + 1
             clip = static.numbered(i, STATIC_SEED)
             img_z, m_z, img_x, m_x = clip.frames[0], clip.masks[0], clip.frames[1], clip.masks[1]
@@ -373,6 +413,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr-mult", type=float, default=0.2,
                    help="with adam: factor on the paper's learning rates")
     add_static_args(p, "pairs", 3000, 0.5)
+    p.add_argument("--box-pairs", type=int, default=0,
+                   help="also pairs from long box-tracking clips of the training photographs "
+                        "(a target among look-alikes, small, fast, hidden; needs --static), "
+                        "drawn with the photograph pairs")
     p.add_argument("--threads", type=int, default=1, help="torch threads for this run")
     return p.parse_args(argv)
 
@@ -394,8 +438,6 @@ def main(argv: list[str]) -> int:
     maker = None
     photos = check_static_args(args, "pairs")
     if photos:
-        import dataclasses
-
         from segtrack.data.static import ClipParams, StaticClipMaker
 
         # a pair spans up to --max-gap video frames: larger steps than the clips of RTS
@@ -404,6 +446,13 @@ def main(argv: list[str]) -> int:
         maker = StaticClipMaker(photos, sp)
         key_items += [[str(q.image) for q in photos], args.static_pairs,
                       dataclasses.asdict(sp), STATIC_SEED]
+    if args.box_pairs < 0 or (args.box_pairs and not args.static):
+        raise InputError(f"--box-pairs {args.box_pairs}: needs --static and a count >= 0")
+    if args.box_pairs:
+        from segtrack.data.box_clips import BoxParams
+
+        key_items += [args.box_pairs, BOX_TRAIN_SEED, BOX_TRAIN_FRAMES, BOX_PAIRS_PER_CLIP,
+                      dataclasses.asdict(BoxParams(frame_range=BOX_TRAIN_FRAMES))]
     key = hashlib.sha256(json.dumps(key_items, default=str).encode()).hexdigest()[:16]
     n_video = args.pairs + (args.synth_pairs if args.synth_videos else 0)
 
@@ -411,7 +460,10 @@ def main(argv: list[str]) -> int:
         src = _Source(data, train_names, args.synth_videos)
         return build_pair_cache(src, args.pairs, args.synth_pairs if args.synth_videos else 0,
                                 args.search_shift, args.max_gap, args.neg_frac, backbone,
-                                args.quiet, static=maker, n_static=args.static_pairs)
+                                args.quiet, static=maker, n_static=args.static_pairs,
+                                box_pairs=box_clip_pairs(args.static, data, train_names,
+                                                         args.max_gap)
+                                if args.box_pairs else None, n_box=args.box_pairs)
 
     cache = load_or_build(args.cache, key, build)
     t_cache = time.time() - t0
@@ -485,7 +537,8 @@ def main(argv: list[str]) -> int:
         "final_losses": history[-1] if history else {}, "metrics": metrics, "argv": sys.argv,
     }
     if maker is not None:
-        info["static"] = {"dirs": args.static, "photos": len(maker), "pairs": N - n_video}
+        info["static"] = {"dirs": args.static, "photos": len(maker),
+                          "pairs": N - n_video - args.box_pairs, "box_pairs": args.box_pairs}
     write_manifest(out / f"{method}.manifest.json", [weights], **info)
     print(json.dumps({"iterations": step, "train_minutes": round(train_minutes, 2),
                       "final_losses": info["final_losses"], "metrics": metrics}), flush=True)
