@@ -242,3 +242,34 @@ def test_rts_search_region_follows_the_target_piece_not_a_look_alike():
     assert (cx, cy) == (240.0, 70.0) and w == h == 10.0 * r
     with pytest.raises(InputError, match="pieces"):
         load_tracker("rts", pieces="every")
+
+
+def test_rts_state_from_moments_and_lost_size_from_history():
+    """``state_size=moments``: the size of the next search region from the pixels' variance
+    (a thin spurious piece moves it less than the min-max box); ``lost_size=history``: while
+    both branches miss the target the region is sized from the largest recent size instead of
+    growing a little every frame."""
+    tr = load_tracker("rts", state_size="moments", max_resize=100.0)
+    mask = np.zeros((200, 300), bool)
+    mask[50:90, 40:70] = True  # 30 x 40
+    cx, cy, w, h = tr._state_from(mask, None, (55.0, 70.0, 30.0, 40.0))
+    assert (cx, cy) == (55.0, 70.0) and abs(w - 30.0) < 0.5 and abs(h - 40.0) < 0.5
+    mask[70, 70:200] = True  # a one-pixel line out to the right
+    _, _, w_m, _ = tr._state_from(mask, None, (55.0, 70.0, 30.0, 40.0))
+    tr.params.state_size = "box"
+    _, _, w_b, _ = tr._state_from(mask, None, (55.0, 70.0, 30.0, 40.0))
+    assert w_b == 160.0 and w_m < 0.7 * w_b
+    from collections import deque
+
+    tr.params.lost_size = "history"
+    tr.state, tr.lost_scale = (10.0, 20.0, 5.0, 6.0), 1.0
+    tr.sizes = deque([(30.0, 40.0), (8.0, 60.0)], maxlen=60)
+    tr._lost()
+    assert tr.state == (10.0, 20.0, 30.0, 60.0) and tr.lost_scale == 1.0
+    tr.params.lost_size = "grow"
+    tr._lost()
+    assert tr.lost_scale == pytest.approx(tr.params.grow)
+    with pytest.raises(InputError, match="state_size"):
+        load_tracker("rts", state_size="variance")
+    with pytest.raises(InputError, match="lost_size"):
+        load_tracker("rts", lost_size="shrink")
