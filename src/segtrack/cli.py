@@ -555,6 +555,27 @@ def _train_description() -> str:
             "segtrack train METHOD --help lists a method's options.")
 
 
+def _clip_set_args(sp: argparse.ArgumentParser, count: int) -> None:
+    """The inputs and output of a make-clips set."""
+    sp.add_argument("--static", action="append", metavar="DIR", required=True,
+                    help="photograph sets, e.g. static-masks (repeatable); only their "
+                         "held-out part is used")
+    sp.add_argument("--davis", metavar="DIR", required=True,
+                    help="DAVIS-2016 train folder whose frames become the backgrounds")
+    sp.add_argument("--out", required=True,
+                    help="output folder (must not exist or be empty, see --overwrite)")
+    sp.add_argument("--count", type=int, default=count,
+                    help=f"number of clips (default: {count})")
+
+
+def _clip_set_options(sp: argparse.ArgumentParser, photos_help: str) -> None:
+    sp.add_argument("--photos", choices=("heldout", "training"), default="heldout",
+                    help="cut the objects from the held-out photographs " + photos_help)
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace an existing set written by make-clips")
+    sp.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segtrack",
@@ -710,14 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "moving, scaling, crossing and hiding each other, entering late and "
                     "leaving, over panning views of DAVIS frames. Defaults: the fixed "
                     "held-out set.")
-    mm.add_argument("--static", action="append", metavar="DIR", required=True,
-                    help="photograph sets, e.g. static-masks (repeatable); only their "
-                         "held-out part is used")
-    mm.add_argument("--davis", metavar="DIR", required=True,
-                    help="DAVIS-2016 train folder whose frames become the backgrounds")
-    mm.add_argument("--out", required=True,
-                    help="output folder (must not exist or be empty, see --overwrite)")
-    mm.add_argument("--count", type=int, default=12, help="number of clips (default: 12)")
+    _clip_set_args(mm, 12)
     mm.add_argument("--frames", type=int, default=48,
                     help="frames per clip, at least 12 (default: 48)")
     mm.add_argument("--size", default="640x360",
@@ -726,13 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fewest and most objects per clip, MIN,MAX (default: 3,8)")
     mm.add_argument("--seed", type=int, default=20000,
                     help="the set's seed: the same seed writes the same clips (default: 20000)")
-    mm.add_argument("--photos", choices=("heldout", "training"), default="heldout",
-                    help="cut the objects from the held-out photographs (default: a benchmark "
-                         "no model trained on) or from the training ones (a validation set "
-                         "to tune a method's settings on, not to report)")
-    mm.add_argument("--overwrite", action="store_true",
-                    help="replace an existing set written by make-clips")
-    mm.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+    _clip_set_options(mm, "(default: a benchmark no model trained on) or from the "
+                          "training ones (a validation set to tune a method's "
+                          "settings on, not to report)")
     mm.set_defaults(func=cmd_make_clips)
     mb = mc_kinds.add_parser(
         "box", help="long box-tracking clips: one target among look-alikes, cut from the "
@@ -745,14 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the target, the target leaving the frame and coming back. Boxes are "
                     "those of the target's exact visible mask. Defaults: the fixed "
                     "development set.")
-    mb.add_argument("--static", action="append", metavar="DIR", required=True,
-                    help="photograph sets, e.g. static-masks (repeatable); only their "
-                         "held-out part is used")
-    mb.add_argument("--davis", metavar="DIR", required=True,
-                    help="DAVIS-2016 train folder whose frames become the backgrounds")
-    mb.add_argument("--out", required=True,
-                    help="output folder (must not exist or be empty, see --overwrite)")
-    mb.add_argument("--count", type=int, default=10, help="number of clips (default: 10)")
+    _clip_set_args(mb, 10)
     mb.add_argument("--frames", default="300,1000",
                     help="fewest and most frames per clip, MIN,MAX (default: 300,1000)")
     mb.add_argument("--size", default="640x360",
@@ -762,12 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: 2,5)")
     mb.add_argument("--seed", type=int, default=50000,
                     help="the set's seed: the same seed writes the same clips (default: 50000)")
-    mb.add_argument("--photos", choices=("heldout", "training"), default="heldout",
-                    help="cut the objects from the held-out photographs (default) or from the "
-                         "training ones (a validation set to tune settings on)")
-    mb.add_argument("--overwrite", action="store_true",
-                    help="replace an existing set written by make-clips")
-    mb.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+    _clip_set_options(mb, "(default) or from the training ones (a validation set to "
+                          "tune settings on)")
     mb.set_defaults(func=cmd_make_clips)
 
     m = command("methods", "list the tracking methods: what each starts from, learns, costs "

@@ -32,16 +32,20 @@ import dataclasses
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from segtrack.data.multi import MultiClipMaker, MultiParams, _depth_orders, _is_our_set
+from segtrack.data.multi import (
+    MultiClipMaker,
+    MultiParams,
+    _depth_orders,
+    check_set_output,
+    move_into_place,
+)
 from segtrack.data.static import camera_frame, load_static_sets, motion_blur, render_layer
 from segtrack.errors import InputError
 
@@ -265,29 +269,12 @@ def write_box_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathLik
     set written by make-clips."""
     from tqdm import tqdm
 
-    from segtrack.io import atomic_write_bytes, guard_output
+    from segtrack.io import atomic_write_bytes
 
     p = params or BoxParams()
-    if count < 1:
-        raise InputError(f"--count {count}: must be at least 1")
-    davis = Path(davis_root)
-    if not (davis / "JPEGImages" / "480p").is_dir():
-        raise InputError(f"--davis '{davis_root}': no JPEGImages/480p folder (a DAVIS-2016 "
-                         "train copy is expected)")
-    dest = Path(out).expanduser()
-    if dest.exists() and not dest.is_dir():
-        raise InputError(f"--out '{out}' is an existing file")
-    guard_output(dest, [*static_dirs, davis], is_dir=True)
-    if dest.is_dir() and any(dest.iterdir()):
-        if not overwrite:
-            raise InputError(f"--out '{out}' is not empty (give --overwrite to replace a set "
-                             "written by make-clips)")
-        if not _is_our_set(dest, BOX_GENERATOR):
-            raise InputError(f"--out '{out}': refusing to replace a folder that is not a set "
-                             "written by make-clips")
+    dest, davis, tmp = check_set_output(out, static_dirs, davis_root, count, overwrite,
+                                        BOX_GENERATOR)
     maker = BoxClipMaker(load_static_sets(static_dirs), davis, p, objects=objects)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     meta: dict[str, Any] = {
         "generator": BOX_GENERATOR, "version": 1, "seed": int(seed), "count": int(count),
         "params": dataclasses.asdict(p), "static": [str(d) for d in static_dirs],
@@ -325,13 +312,7 @@ def write_box_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathLik
                 "1" if j in absent else "0" for j in range(len(boxes))) + "\n").encode())
             meta["videos"][name] = info
         atomic_write_bytes(tmp / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        move_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

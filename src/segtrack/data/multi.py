@@ -676,21 +676,13 @@ def _is_our_set(out: Path, generator: str = GENERATOR) -> bool:
         return False
 
 
-def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathLike],
-                    davis_root: str | os.PathLike, count: int = 12, seed: int = DEFAULT_SEED,
-                    params: MultiParams | None = None, *, overwrite: bool = False,
-                    quiet: bool = False, objects: str = "heldout") -> dict:
-    """Write ``count`` clips (``multi000`` ...) of the set of ``seed`` to ``out`` in the
-    DAVIS-2017 layout with ``meta.json``; returns the meta.  The set is built in a hidden
-    folder beside ``out`` and moved into place when complete; an existing non-empty ``out``
-    is refused unless ``overwrite`` and it is a set written by this function.
-    ``objects="training"``: cut from the training photographs (a validation set for tuning,
-    see :class:`MultiClipMaker`)."""
-    from tqdm import tqdm
+def check_set_output(out: str | os.PathLike, static_dirs: Sequence[str | os.PathLike],
+                     davis_root: str | os.PathLike, count: int, overwrite: bool,
+                     generator: str) -> tuple[Path, Path, Path]:
+    """Check a clip set's inputs and output folder: ``(dest, davis, hidden build folder)``;
+    an existing non-empty ``out`` only with ``overwrite`` and when ``generator`` wrote it."""
+    from segtrack.io import guard_output
 
-    from segtrack.io import MaskWriter, atomic_write_bytes, guard_output
-
-    p = params or MultiParams()
     if count < 1:
         raise InputError(f"--count {count}: must be at least 1")
     davis = Path(davis_root)
@@ -705,13 +697,43 @@ def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathL
         if not overwrite:
             raise InputError(f"--out '{out}' is not empty (give --overwrite to replace a set "
                              "written by make-clips)")
-        if not _is_our_set(dest):
+        if not _is_our_set(dest, generator):
             raise InputError(f"--out '{out}': refusing to replace a folder that is not a set "
                              "written by make-clips")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return dest, davis, dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def move_into_place(tmp: Path, dest: Path) -> None:
+    """Replace ``dest`` by the complete set built in ``tmp``."""
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathLike],
+                    davis_root: str | os.PathLike, count: int = 12, seed: int = DEFAULT_SEED,
+                    params: MultiParams | None = None, *, overwrite: bool = False,
+                    quiet: bool = False, objects: str = "heldout") -> dict:
+    """Write ``count`` clips (``multi000`` ...) of the set of ``seed`` to ``out`` in the
+    DAVIS-2017 layout with ``meta.json``; returns the meta.  The set is built in a hidden
+    folder beside ``out`` and moved into place when complete; an existing non-empty ``out``
+    is refused unless ``overwrite`` and it is a set written by this function.
+    ``objects="training"``: cut from the training photographs (a validation set for tuning,
+    see :class:`MultiClipMaker`)."""
+    from tqdm import tqdm
+
+    from segtrack.io import MaskWriter, atomic_write_bytes
+
+    p = params or MultiParams()
+    dest, davis, tmp = check_set_output(out, static_dirs, davis_root, count, overwrite,
+                                        GENERATOR)
     samples = load_static_sets(static_dirs)
     maker = MultiClipMaker(samples, davis, p, objects=objects)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     names = [f"multi{i:03d}" for i in range(count)]
     meta: dict[str, Any] = {
         "generator": GENERATOR, "version": 1, "seed": int(seed), "count": int(count),
@@ -748,13 +770,7 @@ def write_multi_set(out: str | os.PathLike, static_dirs: Sequence[str | os.PathL
         atomic_write_bytes(tmp / "ImageSets" / "2017" / "val.txt",
                            ("\n".join(names) + "\n").encode())
         atomic_write_bytes(tmp / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        move_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
