@@ -98,7 +98,9 @@ def load_ope_sequences(root: str | Path, sequences: Seq[str] | None = None) -> l
 
 
 def _present(boxes: np.ndarray, absent: np.ndarray | None) -> np.ndarray:
-    ok = np.isfinite(boxes).all(1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+    from segtrack.eval.ope import valid_boxes
+
+    ok = valid_boxes(boxes)
     if absent is not None:
         ok &= ~np.asarray(absent, bool)
     return ok
