@@ -80,6 +80,36 @@ def test_cache_reused_and_rebuilt_after_weight_change(tmp_path):
     assert runtime.frozen(m, "small", [x], ["x"], runtime="torch") is m
 
 
+class _SamePad(nn.Module):
+    """A stride-2 convolution behind an asymmetric zero pad (TensorFlow "SAME"), then one whose
+    pad feeds two users (it must stay)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, stride=2)
+        self.b = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x):
+        y = self.a(torch.nn.functional.pad(x, (0, 1, 0, 1)))
+        z = torch.nn.functional.pad(y, (1, 1, 1, 1))
+        return self.b(z) + z[:, :, 1:-1, 1:-1]
+
+
+def test_export_moves_zero_pads_into_convolutions():
+    import onnx
+
+    m = _SamePad().eval()
+    x = torch.rand(1, 3, 16, 16)
+    net = runtime.frozen(m, "samepad", [x], ["x"], None, "onnx")
+    ops = [n.op_type for n in onnx.load(str(net.path)).graph.node]
+    assert ops.count("Pad") == 1  # the first one folded, the shared one kept
+    convs = [n for n in onnx.load(str(net.path)).graph.node if n.op_type == "Conv"]
+    pads = [list(a.ints) for c in convs for a in c.attribute if a.name == "pads"]
+    assert [0, 0, 1, 1] in pads
+    with torch.no_grad():
+        _close(net(x), m(x), 1e-5)
+
+
 def test_rts_graphs_match_torch():
     from segtrack.models.rts import default_weights
     from segtrack.trackers.rts import _Graphs

@@ -500,8 +500,13 @@ class RTSTracker(Tracker):
 
         p = self.params
         cx0, cy0, pw, ph = prev
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-        x0, y0 = stats[1:, 0], stats[1:, 1]
+        # the pieces are labelled inside the mask's min-max box only (the same labels, a
+        # fraction of the frame's pixels)
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        oy, ox = int(rows[0]), int(cols[0])
+        sub = mask[oy:int(rows[-1]) + 1, ox:int(cols[-1]) + 1]
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(sub.astype(np.uint8), connectivity=8)
+        x0, y0 = stats[1:, 0] + ox, stats[1:, 1] + oy
         x1, y1 = x0 + stats[1:, 2], y0 + stats[1:, 3]
         mode = p.pieces if p.pieces != "auto" else ("peak" if self.accompanied else "all")
         if mode == "all":
@@ -512,7 +517,12 @@ class RTSTracker(Tracker):
                     & (y1 >= cy0 - ph / 2 - m) & (y0 <= cy0 + ph / 2 + m))
         else:
             pick = np.zeros(n - 1, bool)
-            k = int(_value_at(lab, peak_xy)) if peak_xy is not None else 0
+            k = 0
+            if peak_xy is not None:  # the peak clamped into the frame, then looked up
+                iy = min(max(int(peak_xy[1]), 0), mask.shape[0] - 1) - oy
+                ix = min(max(int(peak_xy[0]), 0), mask.shape[1] - 1) - ox
+                if 0 <= iy < lab.shape[0] and 0 <= ix < lab.shape[1]:
+                    k = int(lab[iy, ix])
             if k > 0:
                 pick[k - 1] = True
         if not pick.any():
@@ -522,7 +532,7 @@ class RTSTracker(Tracker):
         cx, cy, bw, bh = (bx0 + bx1) / 2.0, (by0 + by1) / 2.0, bx1 - bx0, by1 - by0
         if p.state_size == "moments":
             ys, xs = np.nonzero(pick[np.maximum(lab - 1, 0)] & (lab > 0))
-            cx, cy = float(xs.mean()) + 0.5, float(ys.mean()) + 0.5
+            cx, cy = float(xs.mean()) + 0.5 + ox, float(ys.mean()) + 0.5 + oy
             bw = float(np.sqrt(12.0 * xs.var() + 1.0))  # a uniform w-wide box: var = w^2/12
             bh = float(np.sqrt(12.0 * ys.var() + 1.0))
         r = p.max_resize
