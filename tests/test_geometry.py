@@ -426,3 +426,16 @@ def test_davis_masks_opt_mbr_minmax():
         assert np.all(polygon_to_mask(mbr, m.shape)[m])
         assert np.all(box_to_mask(mask_to_box(m), m.shape)[m])
         _check_opt(m)
+
+
+def test_piece_box_picks_the_piece_under_the_point_or_the_nearest():
+    from segtrack.geometry import piece_box
+
+    m = np.zeros((50, 60), bool)
+    m[5:10, 5:15] = True
+    m[30:40, 40:55] = True
+    assert piece_box(m, (7.5, 7.2)) == (5.0, 5.0, 10.0, 5.0)
+    assert piece_box(m, (45.0, 35.0)) == (40.0, 30.0, 15.0, 10.0)
+    assert piece_box(m, (50.0, 20.0)) == (40.0, 30.0, 15.0, 10.0)  # nearest box centre
+    assert piece_box(m, (-100.0, 0.0)) == (5.0, 5.0, 10.0, 5.0)  # outside the frame
+    assert piece_box(np.zeros((4, 4), bool), (1.0, 1.0)) == (0.0, 0.0, 0.0, 0.0)

@@ -185,3 +185,21 @@ def test_tracks_synthetic_video(method):
         assert pred.mask.shape == lab.shape and pred.rotated_box.shape == (4, 2)
         ious.append(mask_iou(pred.mask, lab == 1))
     assert np.mean(ious) > 0.5, ious
+
+
+def test_search_region_options_checked_and_stable_picks_the_nearer_size():
+    from segtrack.models.siammask import default_weights
+    from segtrack.trackers.registry import load_tracker
+    from segtrack.trackers.siammask import _size_change
+
+    size = np.array([40.0, 20.0])
+    assert _size_change(40, 20, size) == 0.0
+    # a box twice as wide is further than one 10 % narrower
+    assert _size_change(80, 20, size) > _size_change(36, 20, size)
+    assert np.isclose(_size_change(80, 10, size), 2 * np.log(2))
+    if not default_weights("siammask").is_file():
+        pytest.skip("no committed weights for siammask")
+    with pytest.raises(InputError, match="state_from"):
+        load_tracker("siammask", state_from="anchor")
+    with pytest.raises(InputError, match="pieces"):
+        load_tracker("siammask", pieces="near")

@@ -18,6 +18,7 @@ from segtrack.geometry.boxes import (
     mask_pixel_corners,
     mask_to_box,
     mask_to_rotated_box,
+    piece_box,
     rotated_box_from_params,
     rotated_box_params,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "mask_to_box",
     "mask_to_opt_box",
     "mask_to_rotated_box",
+    "piece_box",
     "polygon_area",
     "polygon_iou",
     "polygon_to_mask",

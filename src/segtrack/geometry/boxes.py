@@ -82,6 +82,25 @@ def mask_to_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
 
 
+def piece_box(mask: np.ndarray, point: tuple[float, float]) -> tuple[float, float, float, float]:
+    """Min-max box of the mask's connected piece (8-connected) under ``point`` ``(x, y)``, or of
+    the piece whose box centre lies nearest to it when no piece covers it; ``(0, 0, 0, 0)`` if
+    the mask is empty.  Labelling runs inside the mask's own box only."""
+    m = as_mask(mask)
+    x, y, w, h = (int(v) for v in mask_to_box(m))
+    if w == 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    sub = np.ascontiguousarray(m[y:y + h, x:x + w], dtype=np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    px, py = int(np.floor(point[0])) - x, int(np.floor(point[1])) - y
+    k = int(lab[py, px]) if 0 <= py < h and 0 <= px < w else 0
+    if k == 0:
+        centres = stats[1:, :2] + stats[1:, 2:4] / 2.0
+        k = 1 + int(np.argmin(((centres - [px + 0.5, py + 0.5]) ** 2).sum(1)))
+    bx, by, bw, bh = (int(v) for v in stats[k, :4])
+    return (float(bx + x), float(by + y), float(bw), float(bh))
+
+
 _CORNER_OFFSETS = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.int32)
 
 

@@ -13,8 +13,12 @@ state is correlated with it, giving 17x17 RoWs.
 * **Mask**: the mask branch is run on the RoW of the best score only; sigmoid, pasted back into
   the frame (bilinear), threshold 0.5.
 * **Next search region**: 3b: the best anchor's regressed box (size smoothed with the learning
-  rate ``lr x penalty x score``, as SiamRPN); 2b: the min-max box of the output mask (when the
-  mask is empty: the best RoW's centre, size kept).
+  rate ``lr x penalty x score``, as SiamRPN) or, a departure from the seed (``state_from``,
+  default "stable"), the box of the output mask's piece under it where that box's size is
+  nearer the last state's: on long box-tracking clips the regressed box often spans the target
+  and a neighbour, and the mask sometimes shrinks to a part, and following whichever of the two
+  changes less gained 0.003-0.04 success AUC on four sets (BENCHMARKS.md); 2b: the min-max box
+  of the output mask (when the mask is empty: the best RoW's centre, size kept).
 * The frozen networks run in ONNX Runtime (:mod:`segtrack.runtime`) on every core (it does
   not busy-wait); what stays in torch runs with ``threads`` = 1 torch thread by default (more
   threads on a loaded machine were 10x slower here).  The depth-wise correlation is written as
@@ -120,6 +124,14 @@ class SiamMaskParams(TrackerParams, EdgeParams):
     threads: int = 1  # torch threads while tracking (0 = leave torch's setting); the CPU is shared
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
     edge_radius: float = 2.5  # boundary filter radius in mask cells (best on fold 0)
+    # what the next search region follows (3b): "box", the box branch's box (the seed's);
+    # "mask", the min-max box of the output mask; "stable" (default), of those two the one whose
+    # size is nearer the last state's: a box-branch box spanning two objects, or a mask that
+    # shrinks to a part of the target, each moves it further.  With pieces=peak the mask's box
+    # is that of its piece under the box branch's centre only (pieces=all: the whole mask).
+    # Chosen on box-tracking clips (BENCHMARKS.md, "SiamMask: what the search region follows")
+    state_from: str = "stable"
+    pieces: str = "peak"
 
 
 def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
@@ -129,6 +141,11 @@ def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
 
 def _change(r: np.ndarray) -> np.ndarray:
     return np.maximum(r, 1.0 / r)
+
+
+def _size_change(w: float, h: float, size: np.ndarray) -> float:
+    """How far a ``w`` x ``h`` box is from the state's ``size``: |log w ratio| + |log h ratio|."""
+    return abs(float(np.log(max(w, 1.0) / size[0]))) + abs(float(np.log(max(h, 1.0) / size[1])))
 
 
 def _sz(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
@@ -156,6 +173,11 @@ class SiamMaskTracker(Tracker):
             raise InputError(f"parameter 'window_influence': {p.window_influence} not in [0, 1]")
         if not 0.0 < p.threshold < 1.0:
             raise InputError(f"parameter 'threshold': {p.threshold} not in (0, 1)")
+        if p.state_from not in ("box", "mask", "stable"):
+            raise InputError(f"parameter 'state_from': {p.state_from!r} is not box, mask or "
+                             "stable")
+        if p.pieces not in ("all", "peak"):
+            raise InputError(f"parameter 'pieces': {p.pieces!r} is not all or peak")
         p.check_edges()
         path = Path(p.weights) if p.weights else default_weights(self.name)
         if p.weights and not path.is_file() and default_weights(p.weights.removesuffix(".pt")
@@ -282,6 +304,16 @@ class SiamMaskTracker(Tracker):
             bw, bh = boxes[a, i, j, 2] / scale, boxes[a, i, j, 3] / scale
             extra["rpn_box"] = (bcx - bw / 2, bcy - bh / 2, bw, bh)
             lr = penalty[a, i, j] * best * p.lr
+            if p.state_from != "box" and mask.any():
+                from segtrack.geometry import mask_to_box, piece_box
+
+                mx, my, mw, mh = (piece_box(mask, (bcx, bcy)) if p.pieces == "peak"
+                                  else mask_to_box(mask))
+                use_mask = True
+                if p.state_from == "stable":
+                    use_mask = _size_change(mw, mh, self.size) < _size_change(bw, bh, self.size)
+                if use_mask:
+                    bcx, bcy, bw, bh = mx + mw / 2.0, my + mh / 2.0, float(mw), float(mh)
             self.center = np.array([bcx, bcy])
             self.size = self.size * (1 - lr) + np.array([bw, bh]) * lr
         elif mask.any():
