@@ -17,8 +17,9 @@ state is correlated with it, giving 17x17 RoWs.
   default "stable"), the box of the output mask's piece under it where that box's size is
   nearer the last state's: on long box-tracking clips the regressed box often spans the target
   and a neighbour, and the mask sometimes shrinks to a part, and following whichever of the two
-  changes less gained 0.003-0.04 success AUC on four sets (BENCHMARKS.md); 2b: the min-max box
-  of the output mask (when the mask is empty: the best RoW's centre, size kept).
+  changes less gained 0.003-0.04 success AUC on four box-tracking sets; on the short DAVIS
+  folds 1 and 2 it changed J&F by -0.001 (BENCHMARKS.md); 2b: the min-max box of the output mask
+  (when the mask is empty: the best RoW's centre, size kept).
 * The frozen networks run in ONNX Runtime (:mod:`segtrack.runtime`) on every core (it does
   not busy-wait); what stays in torch runs with ``threads`` = 1 torch thread by default (more
   threads on a loaded machine were 10x slower here).  The depth-wise correlation is written as
