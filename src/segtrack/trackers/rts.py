@@ -502,9 +502,10 @@ class RTSTracker(Tracker):
         cx0, cy0, pw, ph = prev
         # the pieces are labelled inside the mask's min-max box only (the same labels, a
         # fraction of the frame's pixels)
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        oy, ox = int(rows[0]), int(cols[0])
-        sub = mask[oy:int(rows[-1]) + 1, ox:int(cols[-1]) + 1]
+        from segtrack.geometry import mask_to_box
+
+        ox, oy, bw_, bh_ = (int(v) for v in mask_to_box(mask))
+        sub = mask[oy:oy + bh_, ox:ox + bw_]
         n, lab, stats, _ = cv2.connectedComponentsWithStats(sub.astype(np.uint8), connectivity=8)
         x0, y0 = stats[1:, 0] + ox, stats[1:, 1] + oy
         x1, y1 = x0 + stats[1:, 2], y0 + stats[1:, 3]
