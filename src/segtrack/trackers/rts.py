@@ -24,7 +24,8 @@ Online inference (§5.3.6, appendix 5.B):
 * **Runtime**: everything frozen that runs on a tracked frame (backbone, x_s / x_c, the target
   models applied with τ and κ as inputs, H_θ, decoder) is one exported graph, and the label
   encoder another (:mod:`segtrack.runtime`); the learners stay in torch.  Several objects'
-  crops go through the graph as one batch (:meth:`RTSTracker._track_many`).
+  crops go through the graph as one batch (:meth:`RTSTracker._track_many`), and each weights
+  its probabilities by the distance prior of :mod:`segtrack.trackers.nearness` (a departure).
 * **Box initialisation**: the box-to-mask network (:func:`segtrack.models.rts.infer.box_to_mask`)
   instead of STA.
 
@@ -48,6 +49,7 @@ from segtrack.errors import InputError
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
 from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
+from segtrack.trackers.nearness import NearPrior
 from segtrack.types import Prediction
 
 
@@ -123,6 +125,10 @@ class RTSParams(TrackerParams, EdgeParams):
     # per frame (0: the min-max box of the whole mask, unclamped)
     max_resize: float = 1.25
     pieces: str = "auto"
+    # beside other objects: probabilities weighted by exp(-distance to the previous mask moved
+    # on by its last displacement / (near_scale * sqrt(its area))), so that pixels look-alikes
+    # share go to the object expected there (0 = off; 1.0 chosen on multi-object validation clips)
+    near_scale: float = 1.0
     max_lost_scale: float = 4.0  # the search region grows at most this much while lost
     # the target size of the next search region: "box" (of the mask's pieces) or "moments"
     # (sqrt(12 variance) of their pixels, the thesis' appendix 5.B; less moved by a thin
@@ -288,6 +294,7 @@ class RTSTracker(Tracker):
         x0, y0, x1, y1 = xs_.min(), ys.min(), xs_.max() + 1, ys.max() + 1
         self.state = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, float(x1 - x0), float(y1 - y0))
         self.lost_scale = 1.0
+        self.near = NearPrior(mask)
         from collections import deque
 
         self.sizes: deque = deque([self.state[2:]], maxlen=60)  # the last sizes found
@@ -404,6 +411,8 @@ class RTSTracker(Tracker):
             full = paste_scores(prob_np, crop, self.frame_shape)
         with stage("edges"):
             full = p.refine(full, frame, crop.side / prob_np.shape[0])
+            if self.accompanied and p.near_scale > 0:
+                full = self.near(full, p.near_scale)
             mask = full > p.threshold
         # memories (rules a-d): applied before the next frame, so that with several objects the
         # sample is the final mask (:meth:`feedback`), not pixels that went to a neighbour
@@ -429,6 +438,7 @@ class RTSTracker(Tracker):
         from segtrack.models.rts.search import crop_mask
 
         p = self.params
+        self.near.revise(mask)
         if self._pending is not None:
             prob4, prob_np, crop = self._pending[3], self._pending[4], self._pending[8]
             keep = 1.0 - crop_mask(others, crop, size=prob_np.shape[0])
@@ -551,6 +561,7 @@ class RTSTracker(Tracker):
             score = 0.0 if not p.use_instance else min(score, 0.3)
         pred = make_prediction(mask, score=score, scores=full, instance_max=smax,
                                search_region=(crop.cx, crop.cy, crop.side))
+        self.near.update(mask)
         # target state for the next search region
         if found:
             if p.max_resize > 0:

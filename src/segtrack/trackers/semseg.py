@@ -5,7 +5,10 @@ The segmenter (:mod:`segtrack.models.semseg`) knows classes, not instances: on t
 tracked object's class is the non-background class with the highest mean probability inside the
 given mask (class 1 for the 2-class DAVIS foreground model); on every later frame the object is
 that class's probability map thresholded at 0.5, optionally restricted to the connected
-components that touch the previous mask dilated by ``keep_near`` pixels (0 = off).
+components that touch the previous mask dilated by ``keep_near`` pixels (0 = off). Beside other
+objects, each object's map is weighted by the distance prior of
+:mod:`segtrack.trackers.nearness` (a departure: the seed tracks one object), and the objects
+share one segmenter pass per frame.
 ``lmanet`` is the same with the Local Memory Attention modules of ch. 4
 (:mod:`segtrack.models.lmanet`): the memory holds the encoder keys/values of the previous L-1
 frames.  Defaults: ``weights/semseg-davis.pt`` (DAVIS foreground) and ``weights/lmanet-davis.pt``
@@ -24,6 +27,7 @@ import numpy as np
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
+from segtrack.trackers.nearness import NearPrior
 from segtrack.types import Prediction
 
 
@@ -32,6 +36,10 @@ class SemSegParams(TrackerParams):
     weights: str = ""  # "" = weights/semseg-davis.pt (lmanet: weights/lmanet-davis.pt)
     threshold: float = 0.5
     keep_near: int = 0  # keep components within this many pixels of the previous mask (0 = off)
+    # beside other objects: probabilities weighted by exp(-distance to the previous mask moved
+    # on by its last displacement / (near_scale * sqrt(its area))), so that shared pixels go to
+    # the object expected nearest (0 = off; 1.0 chosen on the multi-object validation clips)
+    near_scale: float = 1.0
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
 
 
@@ -71,9 +79,22 @@ class SemSegTracker(Tracker):
             means = [float(probs[c][mask].mean()) for c in range(1, probs.shape[0])]
             self.cls = 1 + int(np.argmax(means))
         self.prev = mask
+        self.near = NearPrior(mask)
 
-    def _track(self, frame) -> Prediction:
-        p = self._probs(frame)[self.cls]
+    def batch_key(self):
+        """Objects of one segmenter share the frame's probabilities (one network pass)."""
+        return ("semseg", self.params.weights or self.default_weights, self.params.runtime,
+                self.device)
+
+    @classmethod
+    def _track_many(cls, trackers: list[SemSegTracker], frame) -> list[Prediction]:
+        probs = trackers[0]._probs(frame)
+        return [t._track(frame, probs) for t in trackers]
+
+    def _track(self, frame, probs: np.ndarray | None = None) -> Prediction:
+        p = (self._probs(frame) if probs is None else probs)[self.cls]
+        if self.accompanied:
+            p = self.near(p, self.params.near_scale)
         mask = p > self.params.threshold
         k = int(self.params.keep_near)
         if k > 0 and mask.any() and self.prev.any():
@@ -84,8 +105,15 @@ class SemSegTracker(Tracker):
             mask = np.isin(lab, keep[keep > 0])
         if mask.any():
             self.prev = mask
+        self.near.update(mask)
         score = float(p[mask].mean()) if mask.any() else 0.0
         return make_prediction(mask, score=score, scores=p.astype(np.float32))
+
+    def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
+        """The next frame's distance prior starts from the mask left after the overlaps."""
+        if mask.any():
+            self.prev = mask
+        self.near.revise(mask)
 
 
 class LMANetTracker(SemSegTracker):
@@ -110,6 +138,11 @@ class LMANetTracker(SemSegTracker):
         self.cls = 1 if super_probs.shape[0] == 2 else 1 + int(np.argmax(
             [float(super_probs[c][mask].mean()) for c in range(1, super_probs.shape[0])]))
         self.prev = mask
+        self.near = NearPrior(mask)
 
     def _probs(self, frame: np.ndarray) -> np.ndarray:
         return self.state.step(frame)
+
+    def batch_key(self):
+        """Each object's memory holds the frames since it started: no sharing."""
+        return id(self)

@@ -47,6 +47,7 @@ from segtrack.models.rts.search import crop_image
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
 from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
+from segtrack.trackers.nearness import NearPrior
 from segtrack.types import Prediction
 
 
@@ -133,6 +134,10 @@ class SiamMaskParams(TrackerParams, EdgeParams):
     # Chosen on box-tracking clips (BENCHMARKS.md, "SiamMask: what the search region follows")
     state_from: str = "stable"
     pieces: str = "peak"
+    # beside other objects: mask probabilities weighted by exp(-distance to the previous mask
+    # moved on by its last displacement / (near_scale * sqrt(its area))) (0 = off; 1.0 chosen
+    # on the multi-object validation clips)
+    near_scale: float = 1.0
 
 
 def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
@@ -231,6 +236,7 @@ class SiamMaskTracker(Tracker):
 
         kernel = self.graphs.template(torch.from_numpy(z)[None].to(self.device))
         self.kernel = toeplitz_kernel(kernel, self.graphs.width)  # once per object
+        self.near = NearPrior(mask)
 
     def batch_key(self):
         return self._graph_key
@@ -298,7 +304,10 @@ class SiamMaskTracker(Tracker):
             scores = paste_scores(mprob, wcrop, (H, W))
         with stage("edges"):
             scores = p.refine(scores, frame, wcrop.side / mprob.shape[0])
+            if self.accompanied and p.near_scale > 0:
+                scores = self.near(scores, p.near_scale)
             mask = scores > p.threshold
+        self.near.update(mask)
         extra: dict = {}
         if boxes is not None:
             bcx, bcy = crop.point_to_frame(boxes[a, i, j, 0], boxes[a, i, j, 1])
@@ -334,6 +343,10 @@ class SiamMaskTracker(Tracker):
             extra["opt_box"] = mask_to_opt_box(mask)
         return make_prediction(mask, score=best, scores=scores, **extra)
 
+
+    def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
+        """The next frame's distance prior starts from the mask left after the overlaps."""
+        self.near.revise(mask)
 
     def _mask_logits(self, corr, feats, i: int, j: int) -> torch.Tensor:
         """Mask logits (1, S, S) of the RoW (i, j)."""
