@@ -25,6 +25,8 @@ CASES = [
     ("lwl", "lwl-fold0-static", "mask", "paragliding", 0.84),  # 0.883
     ("lwl", "lwl-multi-fold0", "mask", "paragliding", 0.84),  # 0.893
     ("lmanet", "", "mask", "car-turn", 0.56),  # 0.604 (semseg 0.644), lmanet-davis.pt
+    ("convlstm", "", "mask", "bear", 0.68),  # 0.729, convlstm.pt (fold 0, with photographs)
+    ("perframe", "", "mask", "bear", 0.74),  # 0.791, perframe.pt (fold 0, DAVIS only)
     # a box through the click-to-mask network (never trained on fold 0)
     ("flow", "", "box", "bear", 0.79),  # 0.840 (filled box: the rectangle is tracked)
     ("osvos", "osvos-fold0", "box", "lucia", 0.81),  # 0.863

@@ -402,8 +402,10 @@ def to_tensor_rgb(crops: np.ndarray) -> torch.Tensor:
 # weight files
 
 
-def default_weights() -> Path:
-    return Path(__file__).resolve().parents[1] / "weights" / "convlstm.pt"
+def default_weights(name: str = "convlstm") -> Path:
+    """A committed weight file: ``convlstm`` (with photographs, the default of ``convlstm`` and
+    ``convlstm-1stage``) or ``perframe`` (without, the default of ``perframe``)."""
+    return Path(__file__).resolve().parents[1] / "weights" / f"{name}.pt"
 
 
 def save_weights(path: str | Path, cfg: ConvLSTMConfig, local: LocalModel, glob: GlobalModel,

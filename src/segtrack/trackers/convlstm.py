@@ -41,7 +41,7 @@ class ConvLSTMParams(TrackerParams):
     # the filled box measured 0.005 J&F better than the box-to-mask network on held-out fold 0
     # (0.304 against 0.299; per-frame baseline equal): this family re-segments every frame
     box_init: str = "box"
-    weights: str = ""  # weight file ("" = the committed weights/convlstm.pt)
+    weights: str = ""  # weight file ("" = the committed convlstm.pt; perframe: perframe.pt)
     mode: str = "2stage"  # "2stage" (Algorithm 1) | "1stage" (Eq. 5 centroid, fixed size)
     beta: float = 0.5  # theta smoothing of Algorithm 1 step 5 (1 = no smoothing)
     threshold: float = 0.5  # probability above which a pixel is object
@@ -60,9 +60,10 @@ _CACHE: dict = {}
 _LOCK = threading.Lock()
 
 
-def _load(weights: str, backbone_name: str | None, device: str):
-    """Weights and the frozen backbone, cached per (file, device)."""
-    path = str(Path(weights) if weights else M.default_weights())
+def _load(weights: str, default: str, backbone_name: str | None, device: str):
+    """Weights (``default``: the committed file's name when ``weights`` is "") and the frozen
+    backbone, cached per (file, device)."""
+    path = str(Path(weights) if weights else M.default_weights(default))
     with _LOCK:
         key = (path, device)
         if key not in _CACHE:
@@ -79,6 +80,9 @@ class ConvLSTMTracker(Tracker):
     Params = ConvLSTMParams
     learns = True
     default_mode = "2stage"
+    # trained with photographs (+10 J&F on held-out fold 0 for the ConvLSTM tracker, -11 for
+    # the per-frame segmenter, which keeps the photograph-free file)
+    default_weights = "convlstm"
 
     def __init__(self, params: ConvLSTMParams | None = None, device: str = "cpu", **kw) -> None:
         if params is None and "mode" not in kw:
@@ -99,7 +103,7 @@ class ConvLSTMTracker(Tracker):
 
     def _get_models(self):
         if self._models is None:
-            self._models = _load(self.params.weights, None, self.device)
+            self._models = _load(self.params.weights, self.default_weights, None, self.device)
         return self._models
 
     # -- helpers --------------------------------------------------------------------------
@@ -224,3 +228,4 @@ class PerFrameTracker(ConvLSTMTracker):
 
     name = "perframe"
     default_mode = "perframe"
+    default_weights = "perframe"

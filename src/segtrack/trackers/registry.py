@@ -78,7 +78,8 @@ def load_tracker(name: str, device: str = "cpu", **params: Any) -> Tracker:
 #           with the current default recipe: "RTS and LWL" (flow, static), "LWL with
 #           photographs" / "Several objects at once, continued" (lwl-multi-fold0), "EVS
 #           operating points" (evs, its default point),
-#           "ConvLSTM pixel-wise tracker", "SiamMask, held-out fold 0" / "Box initialisation
+#           "ConvLSTM pixel-wise tracker" (perframe), "Retraining with photographs, continued"
+#           (convlstm, convlstm-1stage), "SiamMask, held-out fold 0" / "Box initialisation
 #           of every method" (siammask-2b and every box figure), "One-shot parents with
 #           photographs" (masktrack, masktrack-flow), "One-shot family: boundary refinement"
 #           (osvos fold 0), "Every method, torch against ONNX Runtime" (onavos, semseg).
@@ -110,9 +111,9 @@ _CATALOGUE: dict[str, tuple] = {
                "segments the foreground of every frame on its own"),
     "lmanet": (_ANY, _NO, None, "about a third of semseg's speed", {_MASK: (0.587, 1)},
                {_MASK: 0.587}, "semseg with a memory of recent frames"),
-    "convlstm": (_ANY, _NO, 1.09, "", {_MASK: (0.300, 1)}, {_MASK: 0.300, _BOX: 0.304},
+    "convlstm": (_ANY, _NO, 1.09, "", {_MASK: (0.399, 1)}, {_MASK: 0.399, _BOX: 0.399},
                  "recurrent pixel-wise tracker with an attention model"),
-    "convlstm-1stage": (_ANY, _NO, None, "not measured", {_MASK: (0.339, 1)}, {_MASK: 0.339},
+    "convlstm-1stage": (_ANY, _NO, None, "not measured", {_MASK: (0.418, 1)}, {_MASK: 0.418},
                         "convlstm without its attention model"),
     "perframe": (_ANY, _NO, 1.47, "", {_MASK: (0.458, 1)}, {_MASK: 0.458, _BOX: 0.460},
                  "segments the object's region of each frame on its own (convlstm baseline)"),
