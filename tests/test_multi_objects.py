@@ -299,6 +299,17 @@ def test_near_prior_weights_by_distance_to_the_previous_mask():
     assert (np.diff(q[15, 20:], axis=0) <= 1e-7).all()  # falls off with the distance
     assert near_prior(prob, prev, 0.0) is prob
     assert near_prior(prob, np.zeros_like(prev), 0.5) is prob
+    # a crop-based map (zero outside its region), moved on by a displacement: computing the
+    # distances in the map's box only gives what the whole frame gives
+    import cv2
+
+    crop = np.zeros(prev.shape, np.float32)
+    crop[5:30, 25:55] = 0.9
+    d = cv2.distanceTransform((~prev).astype(np.uint8), cv2.DIST_L2, 5)
+    d = cv2.warpAffine(d, np.float32([[1, 0, 4.5], [0, 1, -2.0]]), d.shape[::-1],
+                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1e3)
+    whole = crop * np.exp(-d / 5.0)
+    assert np.allclose(near_prior(crop, prev, 0.5, (4.5, -2.0)), whole, atol=1e-6)
 
 
 class _SharedMap:

@@ -21,18 +21,37 @@ def near_prior(prob: np.ndarray, prev: np.ndarray | None, scale: float,
                shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """``prob`` (H, W) times ``exp(-d / (scale * sqrt(area)))``, ``d`` the distance in pixels to
     the previous mask ``prev`` (H, W bool) moved by ``shift`` (dx, dy) and ``area`` its pixel
-    count; ``prob`` itself where ``prev`` is empty or ``scale`` is 0."""
+    count; ``prob`` itself where ``prev`` is empty or ``scale`` is 0.
+
+    Only the box where ``prob`` exceeds 1e-4 is weighted (a crop-based tracker's map is zero
+    outside its search region): the distances are computed in that box, its copy moved back by
+    ``shift`` and the previous mask's box together, where they are exact."""
     if scale <= 0 or prev is None or not prev.any():
         return prob
-    d = cv2.distanceTransform((~prev).astype(np.uint8), cv2.DIST_L2, 5)
+    prev = np.ascontiguousarray(prev, dtype=bool)
+    h, w = prob.shape
+    sx, sy, sw, sh = cv2.boundingRect((prob > 1e-4).view(np.uint8))
+    if sw == 0:
+        return prob
     dx, dy = shift
+    px, py, pw, ph = cv2.boundingRect(prev.view(np.uint8))
+    out = (sy, sy + sh, sx, sx + sw)  # y0, y1, x0, x1
+    y0 = max(min(out[0], out[0] - int(np.ceil(dy)), py) - 2, 0)
+    y1 = min(max(out[1], out[1] - int(np.floor(dy)), py + ph) + 2, h)
+    x0 = max(min(out[2], out[2] - int(np.ceil(dx)), px) - 2, 0)
+    x1 = min(max(out[3], out[3] - int(np.floor(dx)), px + pw) + 2, w)
+    d = cv2.distanceTransform((~prev[y0:y1, x0:x1]).astype(np.uint8), cv2.DIST_L2, 5)
     if dx or dy:
-        big = float(np.hypot(*d.shape))
+        big = float(np.hypot(h, w))
         d = cv2.warpAffine(d, np.float32([[1, 0, dx], [0, 1, dy]]), d.shape[::-1],
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=big)
-    s = scale * float(np.sqrt(prev.sum()))
-    return (prob * np.exp(-d / max(s, 1.0))).astype(np.float32)
+    s = max(scale * float(np.sqrt(cv2.countNonZero(prev.view(np.uint8)))), 1.0)
+    res = prob.astype(np.float32, copy=True)
+    oy0, oy1, ox0, ox1 = out
+    win = d[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0]
+    res[oy0:oy1, ox0:ox1] *= np.exp(-win / s)
+    return res
 
 
 class NearPrior:
