@@ -129,8 +129,16 @@ def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5),
     gt = seq.read_labels(0) > 0
     xs = np.nonzero(gt.any(0))[0]
     rows = []
-    for method in methods or ("flow", "rts", "osvos", "siammask"):
+    for spec in methods or ("flow", "rts", "osvos", "siammask"):
+        # "rts:near_scale=0,..." = the method with parameter overrides (numbers as floats)
+        method, _, rest = spec.partition(":")
         params: dict = {}
+        for kv in filter(None, rest.split(";")):
+            k, _, v = kv.partition("=")
+            try:
+                params[k] = float(v)
+            except ValueError:
+                params[k] = v
         for k in counts:
             edges = np.linspace(xs.min(), xs.max() + 1, k + 1).astype(int)
             objs = {}
@@ -145,7 +153,7 @@ def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5),
                 if res.frame.index > 0:
                     secs += res.seconds
                     n += 1
-            rows.append({"method": method, "objects": k, "fps": n / secs})
+            rows.append({"method": spec, "objects": k, "fps": n / secs})
             print(json.dumps(rows[-1]), flush=True)
             (out / "scaling.json").write_text(json.dumps(rows, indent=1))
     return rows
@@ -159,7 +167,8 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated labels of step 2")
     ap.add_argument("--steps", default="engines,methods,scaling")
     ap.add_argument("--runtimes", default="torch,onnx", help="runtimes of step 2")
-    ap.add_argument("--scaling-methods", default="flow,rts,osvos,siammask")
+    ap.add_argument("--scaling-methods", default="flow,rts,osvos,siammask",
+                    help="methods of step 3, each with optional overrides: rts:near_scale=0")
     ap.add_argument("--counts", default="1,2,3,5", help="object counts of step 3")
     a = ap.parse_args()
     out = Path(a.out)
