@@ -341,7 +341,7 @@ def test_frame_segmenters_keep_look_alikes_apart(method, near_scale, monkeypatch
     clock = {"t": 0}
     if method == "semseg":
         def init(self, frame, mask, box):
-            self.cls, self.prev, self.near = 1, mask, S.NearPrior(mask)
+            self.cls, self.near = 1, S.NearPrior(mask)
 
         monkeypatch.setattr(S.SemSegTracker, "_init", init)
         monkeypatch.setattr(S.SemSegTracker, "_probs", lambda self, f: both.probs(clock["t"]))

@@ -32,12 +32,12 @@ import torch
 from segtrack.errors import InputError
 from segtrack.models import convlstm as M
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
-from segtrack.trackers.nearness import NearPrior
+from segtrack.trackers.nearness import NearParams, NearPrior
 from segtrack.types import Prediction
 
 
 @dataclasses.dataclass
-class ConvLSTMParams(TrackerParams):
+class ConvLSTMParams(TrackerParams, NearParams):
     # the filled box measured 0.005 J&F better than the box-to-mask network on held-out fold 0
     # (0.304 against 0.299; per-frame baseline equal): this family re-segments every frame
     box_init: str = "box"
@@ -50,10 +50,7 @@ class ConvLSTMParams(TrackerParams):
     roi_factor: float = 2.0  # first ROI side / longer side of the mask's box (§3.3)
     threads: int = 0  # torch threads while tracking (0 = leave torch's setting)
     runtime: str = "auto"  # frozen backbone: auto (ONNX Runtime if installed) | onnx | torch
-    # beside other objects: probabilities weighted by exp(-distance to the previous mask moved
-    # on by its last displacement / (near_scale * sqrt(its area))), so that shared pixels go to
-    # the object expected nearest (0 = off; 2.0 chosen on the multi-object validation clips)
-    near_scale: float = 2.0
+    near_scale: float = 2.0  # chosen on the multi-object validation clips
 
 
 _CACHE: dict = {}

@@ -13,8 +13,19 @@ they are.
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
+
+
+@dataclasses.dataclass
+class NearParams:
+    """The distance prior's scale (:func:`near_prior`), used only beside other objects."""
+
+    # 0 = off; each method's default was chosen on multi-object validation clips cut from the
+    # training photographs (BENCHMARKS.md, "Several objects: whose pixels are whose")
+    near_scale: float = 1.0
 
 
 def near_prior(prob: np.ndarray, prev: np.ndarray | None, scale: float,

@@ -49,7 +49,7 @@ from segtrack.errors import InputError
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
 from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
-from segtrack.trackers.nearness import NearPrior
+from segtrack.trackers.nearness import NearParams, NearPrior
 from segtrack.types import Prediction
 
 
@@ -109,7 +109,7 @@ class _Graphs:
 
 
 @dataclasses.dataclass
-class RTSParams(TrackerParams, EdgeParams):
+class RTSParams(TrackerParams, EdgeParams, NearParams):
     # its own box-to-mask network: held-out fold 0 J&F 0.7541 against 0.7452 with the
     # click-to-mask network's first mask (BENCHMARKS.md, "Box initialisation of every method")
     box_init: str = "own"
@@ -125,10 +125,6 @@ class RTSParams(TrackerParams, EdgeParams):
     # per frame (0: the min-max box of the whole mask, unclamped)
     max_resize: float = 1.25
     pieces: str = "auto"
-    # beside other objects: probabilities weighted by exp(-distance to the previous mask moved
-    # on by its last displacement / (near_scale * sqrt(its area))), so that pixels look-alikes
-    # share go to the object expected there (0 = off; 1.0 chosen on multi-object validation clips)
-    near_scale: float = 1.0
     max_lost_scale: float = 4.0  # the search region grows at most this much while lost
     # the target size of the next search region: "box" (of the mask's pieces) or "moments"
     # (sqrt(12 variance) of their pixels, the thesis' appendix 5.B; less moved by a thin

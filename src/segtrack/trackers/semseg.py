@@ -27,19 +27,15 @@ import numpy as np
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
 from segtrack.trackers.base import Tracker, TrackerParams, make_prediction
-from segtrack.trackers.nearness import NearPrior
+from segtrack.trackers.nearness import NearParams, NearPrior
 from segtrack.types import Prediction
 
 
 @dataclasses.dataclass
-class SemSegParams(TrackerParams):
+class SemSegParams(TrackerParams, NearParams):
     weights: str = ""  # "" = weights/semseg-davis.pt (lmanet: weights/lmanet-davis.pt)
     threshold: float = 0.5
     keep_near: int = 0  # keep components within this many pixels of the previous mask (0 = off)
-    # beside other objects: probabilities weighted by exp(-distance to the previous mask moved
-    # on by its last displacement / (near_scale * sqrt(its area))), so that shared pixels go to
-    # the object expected nearest (0 = off; 1.0 chosen on the multi-object validation clips)
-    near_scale: float = 1.0
     runtime: str = "auto"  # frozen networks: auto (ONNX Runtime if installed) | onnx | torch
 
 
@@ -78,8 +74,7 @@ class SemSegTracker(Tracker):
         else:
             means = [float(probs[c][mask].mean()) for c in range(1, probs.shape[0])]
             self.cls = 1 + int(np.argmax(means))
-        self.prev = mask
-        self.near = NearPrior(mask)
+        self.near = NearPrior(mask)  # also the previous mask of keep_near
 
     def batch_key(self):
         """Objects of one segmenter share the frame's probabilities (one network pass)."""
@@ -97,22 +92,18 @@ class SemSegTracker(Tracker):
             p = self.near(p, self.params.near_scale)
         mask = p > self.params.threshold
         k = int(self.params.keep_near)
-        if k > 0 and mask.any() and self.prev.any():
-            near = cv2.dilate(self.prev.astype(np.uint8),
+        if k > 0 and mask.any() and self.near.prev.any():
+            near = cv2.dilate(self.near.prev.astype(np.uint8),
                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2))
             n, lab = cv2.connectedComponents(mask.astype(np.uint8))
             keep = np.unique(lab[(near > 0) & mask])
             mask = np.isin(lab, keep[keep > 0])
-        if mask.any():
-            self.prev = mask
         self.near.update(mask)
         score = float(p[mask].mean()) if mask.any() else 0.0
         return make_prediction(mask, score=score, scores=p.astype(np.float32))
 
     def feedback(self, mask: np.ndarray, others: np.ndarray) -> None:
         """The next frame's distance prior starts from the mask left after the overlaps."""
-        if mask.any():
-            self.prev = mask
         self.near.revise(mask)
 
 
@@ -137,8 +128,7 @@ class LMANetTracker(SemSegTracker):
         super_probs = self.state.step(frame)
         self.cls = 1 if super_probs.shape[0] == 2 else 1 + int(np.argmax(
             [float(super_probs[c][mask].mean()) for c in range(1, super_probs.shape[0])]))
-        self.prev = mask
-        self.near = NearPrior(mask)
+        self.near = NearPrior(mask)  # also the previous mask of keep_near
 
     def _probs(self, frame: np.ndarray) -> np.ndarray:
         return self.state.step(frame)

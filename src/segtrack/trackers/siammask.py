@@ -47,7 +47,7 @@ from segtrack.models.rts.search import crop_image
 from segtrack.models.shared import shared
 from segtrack.profiling import stage
 from segtrack.trackers.base import EdgeParams, Tracker, TrackerParams, make_prediction
-from segtrack.trackers.nearness import NearPrior
+from segtrack.trackers.nearness import NearParams, NearPrior
 from segtrack.types import Prediction
 
 
@@ -111,7 +111,7 @@ class _Graphs:
 
 
 @dataclasses.dataclass
-class SiamMaskParams(TrackerParams, EdgeParams):
+class SiamMaskParams(TrackerParams, EdgeParams, NearParams):
     weights: str = ""  # file, or committed name ("" = weights/<method>.pt; "siammask-fold0")
     penalty_k: float = 0.04  # scale / aspect change penalty (3b)
     window_influence: float = 0.42  # cosine window weight
@@ -134,10 +134,6 @@ class SiamMaskParams(TrackerParams, EdgeParams):
     # Chosen on box-tracking clips (BENCHMARKS.md, "SiamMask: what the search region follows")
     state_from: str = "stable"
     pieces: str = "peak"
-    # beside other objects: mask probabilities weighted by exp(-distance to the previous mask
-    # moved on by its last displacement / (near_scale * sqrt(its area))) (0 = off; 1.0 chosen
-    # on the multi-object validation clips)
-    near_scale: float = 1.0
 
 
 def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
