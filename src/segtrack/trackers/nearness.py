@@ -29,19 +29,21 @@ class NearParams:
 
 
 def near_prior(prob: np.ndarray, prev: np.ndarray | None, scale: float,
-               shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+               shift: tuple[float, float] = (0.0, 0.0), floor: float = 1e-4) -> np.ndarray:
     """``prob`` (H, W) times ``exp(-d / (scale * sqrt(area)))``, ``d`` the distance in pixels to
     the previous mask ``prev`` (H, W bool) moved by ``shift`` (dx, dy) and ``area`` its pixel
     count; ``prob`` itself where ``prev`` is empty or ``scale`` is 0.
 
-    Only the box where ``prob`` exceeds 1e-4 is weighted (a crop-based tracker's map is zero
-    outside its search region): the distances are computed in that box, its copy moved back by
-    ``shift`` and the previous mask's box together, where they are exact."""
+    Only the box where ``prob`` exceeds ``floor`` is weighted (a crop-based tracker's map is
+    zero outside its search region): the distances are computed in that box, its copy moved
+    back by ``shift`` and the previous mask's box together, where they are exact. A tracker
+    that uses the weighted map only through its threshold can pass that threshold as ``floor``
+    (the prior never raises a value)."""
     if scale <= 0 or prev is None or not prev.any():
         return prob
     prev = np.ascontiguousarray(prev, dtype=bool)
     h, w = prob.shape
-    sx, sy, sw, sh = cv2.boundingRect((prob > 1e-4).view(np.uint8))
+    sx, sy, sw, sh = cv2.boundingRect((prob > floor).view(np.uint8))
     if sw == 0:
         return prob
     dx, dy = shift
@@ -99,8 +101,8 @@ class NearPrior:
         limit = 0.5 * float(np.sqrt(self.masks[1].sum()))
         return v if n <= limit else (v[0] * limit / n, v[1] * limit / n)
 
-    def __call__(self, prob: np.ndarray, scale: float) -> np.ndarray:
-        return near_prior(prob, self.prev, scale, self.velocity)
+    def __call__(self, prob: np.ndarray, scale: float, floor: float = 1e-4) -> np.ndarray:
+        return near_prior(prob, self.prev, scale, self.velocity, floor)
 
 
 def _centroid(mask: np.ndarray) -> tuple[float, float]:

@@ -408,7 +408,7 @@ class RTSTracker(Tracker):
         with stage("edges"):
             full = p.refine(full, frame, crop.side / prob_np.shape[0])
             if self.accompanied and p.near_scale > 0:
-                full = self.near(full, p.near_scale)
+                full = self.near(full, p.near_scale, floor=p.threshold)
             mask = full > p.threshold
         # memories (rules a-d): applied before the next frame, so that with several objects the
         # sample is the final mask (:meth:`feedback`), not pixels that went to a neighbour

@@ -301,7 +301,7 @@ class SiamMaskTracker(Tracker):
         with stage("edges"):
             scores = p.refine(scores, frame, wcrop.side / mprob.shape[0])
             if self.accompanied and p.near_scale > 0:
-                scores = self.near(scores, p.near_scale)
+                scores = self.near(scores, p.near_scale, floor=p.threshold)
             mask = scores > p.threshold
         self.near.update(mask)
         extra: dict = {}
