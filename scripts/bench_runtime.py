@@ -130,7 +130,7 @@ def scaling(root: str, seq_name: str, out: Path, counts=(1, 2, 3, 5),
     xs = np.nonzero(gt.any(0))[0]
     rows = []
     for spec in methods or ("flow", "rts", "osvos", "siammask"):
-        # "rts:near_scale=0,..." = the method with parameter overrides (numbers as floats)
+        # "rts:near_scale=0;edges=0" = the method with parameter overrides (numbers as floats)
         method, _, rest = spec.partition(":")
         params: dict = {}
         for kv in filter(None, rest.split(";")):

@@ -1,10 +1,11 @@
-"""Whose pixels are whose, for methods that segment every frame afresh.
+"""Whose pixels are whose when several look-alike objects are tracked at once.
 
 ``semseg``, ``lmanet``, ``perframe`` and ``convlstm`` segment "the object" of a frame without
 knowing which instance it is: next to a look-alike they mark both, and with several objects
-every object's map holds all of them. Tracked beside other objects, each of these trackers
-weights its probabilities by a prior on the distance to its own previous mask, moved on by the
-mask's last displacement (constant velocity), ``exp(-d / (scale * sqrt(area)))``, so that a
+every object's map holds all of them; RTS, LWL and SiamMask, which do learn their object, still
+spill onto touching look-alikes. Tracked beside other objects, each of these trackers weights
+its probabilities by a prior on the distance to its own previous mask, moved on by the mask's
+last displacement (constant velocity), ``exp(-d / (scale * sqrt(area)))``, so that a
 pixel shared by several maps goes to the object expected nearest there when the overlaps are
 resolved (the objects' probabilities are compared normalised together,
 :func:`segtrack.trackers.multi.soft_aggregate`). Alone, a tracker's probabilities are left as
